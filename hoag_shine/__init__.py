@@ -1,0 +1,29 @@
+"""hoag_shine: gradient-based hyperparameter optimisation with SHINE.
+
+Tune regularisation hyperparameters by following the hypergradient of a
+validation loss (HOAG), with the inverse-Hessian-vector product it needs taken
+from the inner L-BFGS solver's own memory (SHINE) or computed by conjugate
+gradient.
+"""
+
+from .hypergrad import HypergradientStrategy, get_strategy
+from .inner import InnerResult, LbfgsMemory, minimize_lbfgs
+from .outer import HoagResult, hoag, hypergradient, tolerance_schedule
+from .problems import BilevelProblem, LogisticProblem, RidgeProblem
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "BilevelProblem",
+    "HoagResult",
+    "HypergradientStrategy",
+    "InnerResult",
+    "LbfgsMemory",
+    "LogisticProblem",
+    "RidgeProblem",
+    "get_strategy",
+    "hoag",
+    "hypergradient",
+    "minimize_lbfgs",
+    "tolerance_schedule",
+]

@@ -1,0 +1,345 @@
+"""Hypergradient strategies: ways to get ``z ~= H^{-1} grad_x g``.
+
+By the implicit function theorem, the gradient of ``alpha -> g(x*(alpha),
+alpha)`` is::
+
+    grad_alpha g - (d2h / dx dalpha)^T z,    z = H^{-1} grad_x g,
+
+with ``H`` the inner Hessian at the inner solution. The strategies differ only
+in how they get ``z``; each is a small object with one method,
+``solve(hessp, b, *, eps, init, memory) -> (z, n_hvp)``, chosen by name with
+:func:`get_strategy`:
+
+========================  ==================================================
+``"exact"``               dense solve (small problems, tests)
+``"cg"``                  conjugate gradient at relative tolerance ``eps``,
+                          warm-started (HOAG)
+``"truncated-cg"``        conjugate gradient capped at a few iterations
+``"shine"``               the inner L-BFGS inverse estimate (no Hessian product)
+``"shine-refine"``        conjugate gradient warm-started at the SHINE
+                          estimate, with a cap that grows as ``eps`` shrinks
+``"jacobian-free"``       ``z = grad_x g`` (``H^{-1}`` replaced by identity)
+========================  ==================================================
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+from scipy.optimize import OptimizeResult
+from scipy.sparse.linalg import LinearOperator, cg
+from sklearn.exceptions import ConvergenceWarning
+
+__all__ = [
+    "ConjugateGradient",
+    "Exact",
+    "HypergradientResult",
+    "HypergradientStrategy",
+    "JacobianFree",
+    "Shine",
+    "ShineRefine",
+    "TruncatedCG",
+    "compute_hypergradient",
+    "get_strategy",
+    "STRATEGIES",
+]
+
+
+class HypergradientStrategy:
+    """Base class: a way to approximate ``H^{-1} b``.
+
+    Attributes
+    ----------
+    name : str
+        The name :func:`get_strategy` knows it by.
+    uses_memory : bool
+        Whether it reads the inner solver's L-BFGS memory.
+    uses_hessp : bool
+        Whether it needs Hessian-vector products.
+    warm_start : bool
+        Whether it uses the previous outer iteration's ``z`` as a start.
+    """
+
+    name = "base"
+    uses_memory = False
+    uses_hessp = True
+    warm_start = False
+
+    def solve(self, hessp, b, *, eps, init=None, memory=None):  # pragma: no cover
+        """Approximate ``H^{-1} b``.
+
+        Parameters
+        ----------
+        hessp : callable
+            ``v -> H v``.
+        b : ndarray of shape (n_params,)
+        eps : float
+            Current tolerance of the outer loop (relative).
+        init : ndarray of shape (n_params,), default=None
+            A starting guess (the previous ``z``).
+        memory : LbfgsMemory, default=None
+            The inner solver's curvature pairs.
+
+        Returns
+        -------
+        z : ndarray of shape (n_params,)
+        n_hvp : int
+            Hessian-vector products used.
+        """
+        raise NotImplementedError
+
+    def __repr__(self):
+        params = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({params})"
+
+
+def _cg(hessp, b, *, rtol, init, max_iter):
+    """Conjugate gradient on ``H z = b``; returns ``(z, n_hvp, converged)``."""
+    n_hvp = 0
+
+    def matvec(v):
+        nonlocal n_hvp
+        n_hvp += 1
+        return hessp(np.ravel(v))
+
+    if max_iter <= 0:
+        return (np.zeros_like(b) if init is None else np.array(init)), 0, False
+    op = LinearOperator((b.size, b.size), matvec=matvec, dtype=np.float64)
+    z, info = cg(op, b, x0=init, rtol=rtol, atol=0.0, maxiter=max_iter)
+    return z, n_hvp, info == 0
+
+
+class Exact(HypergradientStrategy):
+    """Dense solve of ``H z = b`` (``n_params`` Hessian-vector products).
+
+    Parameters
+    ----------
+    max_params : int, default=5000
+        Refuse problems larger than this (the dense Hessian would not fit).
+    """
+
+    name = "exact"
+
+    def __init__(self, max_params: int = 5000):
+        self.max_params = max_params
+
+    def solve(self, hessp, b, *, eps, init=None, memory=None):
+        n = b.size
+        if n > self.max_params:
+            raise ValueError(
+                f"method='exact' builds the dense {n} x {n} Hessian; it is meant for "
+                f"small problems (n_params <= max_params={self.max_params}). Use "
+                "'cg' for an exact-in-the-limit method on large problems."
+            )
+        H = hessp(np.eye(n))
+        H = 0.5 * (H + H.T)
+        return np.linalg.solve(H, b), n
+
+
+class ConjugateGradient(HypergradientStrategy):
+    """HOAG's backward pass: conjugate gradient at relative tolerance ``eps``.
+
+    Parameters
+    ----------
+    max_iter : int, default=1000
+        Cap on CG iterations; reaching it warns.
+    warm_start : bool, default=True
+        Start from the previous outer iteration's ``z``.
+    """
+
+    name = "cg"
+
+    def __init__(self, max_iter: int = 1000, warm_start: bool = True):
+        self.max_iter = max_iter
+        self.warm_start = warm_start
+
+    def solve(self, hessp, b, *, eps, init=None, memory=None):
+        z, n_hvp, ok = _cg(hessp, b, rtol=eps, init=init if self.warm_start else None,
+                           max_iter=self.max_iter)
+        if not ok:
+            warnings.warn(
+                f"Conjugate gradient did not reach the relative tolerance {eps:.2g} in "
+                f"max_iter={self.max_iter} iterations; increase the CG cap "
+                "(hypergradient_params={'max_iter': ...}).",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        return z, n_hvp
+
+
+class TruncatedCG(HypergradientStrategy):
+    """Conjugate gradient stopped after a fixed small number of iterations.
+
+    Parameters
+    ----------
+    max_iter : int, default=5
+    warm_start : bool, default=True
+    """
+
+    name = "truncated-cg"
+
+    def __init__(self, max_iter: int = 5, warm_start: bool = True):
+        self.max_iter = max_iter
+        self.warm_start = warm_start
+
+    def solve(self, hessp, b, *, eps, init=None, memory=None):
+        z, n_hvp, _ = _cg(hessp, b, rtol=eps, init=init if self.warm_start else None,
+                          max_iter=self.max_iter)
+        return z, n_hvp
+
+
+class Shine(HypergradientStrategy):
+    """SHINE: apply the inner L-BFGS inverse-Hessian estimate to ``b``.
+
+    Parameters
+    ----------
+    h0 : float, default=None
+        Initial inverse Hessian of the two-loop recursion; ``None`` uses the
+        standard L-BFGS scaling ``s.y / y.y`` of the newest pair.
+    """
+
+    name = "shine"
+    uses_memory = True
+    uses_hessp = False
+
+    def __init__(self, h0: float | None = None):
+        self.h0 = h0
+
+    def solve(self, hessp, b, *, eps, init=None, memory=None):
+        if memory is None or len(memory) == 0:
+            # No curvature information at all (the inner solve took no step):
+            # fall back to the identity, as Jacobian-Free does.
+            return np.array(b, dtype=np.float64), 0
+        return memory.inv_hvp(b, h0=self.h0), 0
+
+
+class ShineRefine(HypergradientStrategy):
+    """SHINE estimate refined by a few conjugate-gradient iterations.
+
+    Parameters
+    ----------
+    max_iter : int or None, default=None
+        CG cap. ``None`` uses the SHINE paper's schedule
+        ``max(int(1 / (100 * sqrt(eps))), 0)``, which grows as ``eps`` shrinks.
+    h0 : float, default=None
+        As in :class:`Shine`.
+    """
+
+    name = "shine-refine"
+    uses_memory = True
+
+    def __init__(self, max_iter: int | None = None, h0: float | None = None):
+        self.max_iter = max_iter
+        self.h0 = h0
+
+    def cap(self, eps: float) -> int:
+        if self.max_iter is not None:
+            return int(self.max_iter)
+        return max(int(1.0 / (100.0 * np.sqrt(eps))), 0)
+
+    def solve(self, hessp, b, *, eps, init=None, memory=None):
+        z0, _ = Shine(self.h0).solve(hessp, b, eps=eps, memory=memory)
+        cap = self.cap(eps)
+        if cap == 0:
+            return z0, 0
+        z, n_hvp, _ = _cg(hessp, b, rtol=eps, init=z0, max_iter=cap)
+        return z, n_hvp
+
+
+class JacobianFree(HypergradientStrategy):
+    """Jacobian-Free backward pass: ``z = b`` (the inverse Hessian replaced by identity)."""
+
+    name = "jacobian-free"
+    uses_hessp = False
+
+    def solve(self, hessp, b, *, eps, init=None, memory=None):
+        return np.array(b, dtype=np.float64), 0
+
+
+STRATEGIES = {
+    cls.name: cls
+    for cls in (Exact, ConjugateGradient, TruncatedCG, Shine, ShineRefine, JacobianFree)
+}
+
+
+def get_strategy(method, **params) -> HypergradientStrategy:
+    """Return a strategy instance from its name (or pass an instance through).
+
+    Parameters
+    ----------
+    method : str or HypergradientStrategy
+        One of ``STRATEGIES`` or an instance.
+    **params
+        Constructor parameters of the named strategy.
+    """
+    if isinstance(method, HypergradientStrategy):
+        if params:
+            raise ValueError("Strategy parameters go to the constructor of an instance.")
+        return method
+    if method not in STRATEGIES:
+        raise ValueError(
+            f"Unknown hypergradient method {method!r}; choose one of "
+            f"{sorted(STRATEGIES)} or pass a HypergradientStrategy instance."
+        )
+    try:
+        return STRATEGIES[method](**params)
+    except TypeError as exc:
+        raise ValueError(f"Invalid parameters for hypergradient {method!r}: {exc}") from None
+
+
+class HypergradientResult(OptimizeResult):
+    """Outcome of one hypergradient computation.
+
+    Attributes
+    ----------
+    value : float
+        Outer value ``g(x, alpha)``.
+    grad : ndarray of shape (n_hyper,)
+        The hypergradient.
+    z : ndarray of shape (n_params,)
+        The approximation of ``H^{-1} grad_x g`` that was used.
+    grad_x : ndarray of shape (n_params,)
+        ``grad_x g``.
+    n_hvp : int
+        Hessian-vector products used.
+    time : float
+        Wall time of the backward pass (seconds), outer gradient included.
+    """
+
+
+def compute_hypergradient(problem, x, alpha, strategy, *, eps, memory=None, init=None):
+    """Hypergradient of ``problem`` at ``(x, alpha)`` with a given strategy.
+
+    Parameters
+    ----------
+    problem : BilevelProblem
+    x : ndarray of shape (n_params,)
+        (Approximate) inner solution at ``alpha``.
+    alpha : ndarray of shape (n_hyper,)
+    strategy : HypergradientStrategy
+    eps : float
+        Relative tolerance passed to the strategy.
+    memory : LbfgsMemory, default=None
+        Curvature pairs of the inner solve.
+    init : ndarray, default=None
+        Warm start for ``z``.
+
+    Returns
+    -------
+    result : HypergradientResult
+    """
+    t0 = time.perf_counter()
+    value, grad_x, grad_alpha = problem.outer_value_grad(x, alpha)
+    if strategy.uses_hessp:
+        hessp = problem.inner_hessp(x, alpha)
+    else:
+        def hessp(v):  # pragma: no cover - guarded by uses_hessp
+            raise RuntimeError(f"{strategy.name} declared that it uses no Hessian product")
+    z, n_hvp = strategy.solve(hessp, grad_x, eps=eps, init=init, memory=memory)
+    grad = grad_alpha - problem.inner_cross(x, alpha, z)
+    return HypergradientResult(
+        value=float(value), grad=np.asarray(grad, dtype=np.float64), z=z, grad_x=grad_x,
+        n_hvp=int(n_hvp), time=time.perf_counter() - t0,
+    )

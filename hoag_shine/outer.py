@@ -1,0 +1,399 @@
+"""HOAG: approximate-hypergradient descent on the hyperparameters.
+
+Pedregosa, "Hyperparameter optimization with approximate gradient", ICML 2016.
+Each outer iteration solves the inner problem to a tolerance that shrinks
+along a schedule, computes an approximate hypergradient with one of the
+strategies of :mod:`hoag_shine.hypergrad`, and takes a projected gradient step
+on ``alpha`` of size ``1 / L``. ``L`` is adapted by a sufficient-decrease test
+on the outer value: a step that passes it makes the next steps longer; a step
+that fails it is undone (``alpha``, ``x`` and the hypergradient go back to
+the last accepted point), ``L`` doubles and the tolerance tightens.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+
+import numpy as np
+from scipy.optimize import OptimizeResult
+from sklearn.exceptions import ConvergenceWarning
+
+from .hypergrad import compute_hypergradient, get_strategy
+from .inner import minimize_lbfgs, newton_polish
+
+__all__ = ["HoagResult", "hoag", "hypergradient", "tolerance_schedule", "TRACE_FIELDS"]
+
+logger = logging.getLogger("hoag_shine")
+
+_EPS_FLOOR = 1e-12
+
+#: Fields of each trace record, in order.
+TRACE_FIELDS = (
+    "iteration", "alpha", "outer_value", "heldout_value", "hypergradient",
+    "hypergradient_norm", "accepted", "time", "forward_time", "backward_time",
+    "inner_iter", "n_hvp", "eps", "step_size",
+)
+
+
+def tolerance_schedule(kind="exponential", *, eps0=1e-3, decay=0.9):
+    """Return ``k -> eps_k``, the relative tolerance of the k-th inner solve.
+
+    Parameters
+    ----------
+    kind : {"exponential", "quadratic", "cubic", "exact"} or callable
+        ``eps0 * decay**k``, ``eps0 / (k + 1)**2``, ``eps0 / (k + 1)**3`` or a
+        constant ``1e-12``. A callable is returned as it is.
+    eps0 : float, default=1e-3
+        First tolerance.
+    decay : float, default=0.9
+        Factor of the exponential schedule, in (0, 1].
+
+    Returns
+    -------
+    schedule : callable
+        ``schedule(k)`` for ``k = 0, 1, ...``; never below 1e-12.
+    """
+    if callable(kind):
+        return kind
+    if not 0 < eps0 < 1:
+        raise ValueError(f"eps0 must be in (0, 1), got {eps0}.")
+    if kind == "exponential":
+        if not 0 < decay <= 1:
+            raise ValueError(f"decay must be in (0, 1], got {decay}.")
+        return lambda k: max(eps0 * decay**k, _EPS_FLOOR)
+    if kind == "quadratic":
+        return lambda k: max(eps0 / (k + 1) ** 2, _EPS_FLOOR)
+    if kind == "cubic":
+        return lambda k: max(eps0 / (k + 1) ** 3, _EPS_FLOOR)
+    if kind == "exact":
+        return lambda k: _EPS_FLOOR
+    raise ValueError(
+        f"Unknown tol_schedule {kind!r}; use 'exponential', 'quadratic', 'cubic', "
+        "'exact' or a callable k -> eps_k."
+    )
+
+
+class HoagResult(OptimizeResult):
+    """Result of :func:`hoag`.
+
+    Attributes
+    ----------
+    alpha : ndarray of shape (n_hyper,)
+        Best accepted hyperparameters (the last accepted point).
+    x : ndarray of shape (n_params,)
+        Inner solution at ``alpha``.
+    fun : float
+        Outer value at ``(x, alpha)``.
+    grad : ndarray of shape (n_hyper,)
+        Hypergradient at ``alpha``.
+    nit : int
+        Outer iterations (inner solves), the initial one included.
+    success : bool
+        Whether the stopping test on ``tol`` was met (or the loop was stopped
+        by the callback or stood at a bound).
+    message : str
+    trace : list of dict
+        One record per outer iteration, with the keys of ``TRACE_FIELDS``.
+    """
+
+    def trace_columns(self) -> dict:
+        """The trace as a dict of arrays (one entry per record)."""
+        return {k: np.array([r[k] for r in self.trace]) for k in TRACE_FIELDS}
+
+
+def _check_bounds(bounds, n_hyper):
+    lo, hi = bounds
+    lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (n_hyper,)).copy()
+    hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (n_hyper,)).copy()
+    if np.any(lo >= hi):
+        raise ValueError(f"bounds must satisfy lower < upper, got {bounds}.")
+    return lo, hi
+
+
+def _heldout_fn(problem, heldout):
+    if heldout is None:
+        return None
+    if callable(heldout):
+        return heldout
+    X_h, y_h = heldout
+    from .problems.base import _check_X
+
+    X_h = _check_X(X_h, "X_heldout", n_features=getattr(problem, "n_features", None))
+    return lambda x: problem.data_loss(x, X_h, y_h)
+
+
+def hoag(
+    problem,
+    alpha0,
+    *,
+    hypergradient="shine",
+    hypergradient_params=None,
+    max_iter=30,
+    tol=1e-3,
+    tol_schedule="exponential",
+    eps0=1e-3,
+    decay=0.9,
+    bounds=(-12.0, 12.0),
+    x0=None,
+    maxcor=30,
+    max_inner_iter=1000,
+    step_growth=0.95,
+    heldout=None,
+    callback=None,
+    max_time=None,
+):
+    """Tune hyperparameters by approximate hypergradient descent (HOAG).
+
+    Parameters
+    ----------
+    problem : BilevelProblem
+        E.g. :class:`~hoag_shine.LogisticProblem`.
+    alpha0 : array-like of shape (n_hyper,)
+        Starting log-penalties.
+    hypergradient : str or HypergradientStrategy, default="shine"
+        How to approximate the inverse-Hessian-vector product: "shine",
+        "shine-refine", "cg", "truncated-cg", "jacobian-free" or "exact".
+    hypergradient_params : dict, default=None
+        Constructor parameters of the strategy (e.g. ``{"max_iter": 5}``).
+    max_iter : int, default=30
+        Outer iterations (inner solves, the initial one and rejected steps
+        included).
+    tol : float, default=1e-3
+        Stop when an accepted step moves ``alpha`` by at most ``tol``
+        (max-norm, log scale). ``0`` runs all ``max_iter`` iterations.
+    tol_schedule : {"exponential", "quadratic", "cubic", "exact"} or callable, default="exponential"
+        Schedule of the relative tolerance ``eps_k``; the k-th inner solve stops
+        when ``||grad_x h|| <= eps_k * ||grad_x h(0, alpha0)||`` and
+        conjugate-gradient strategies stop at relative residual ``eps_k``.
+    eps0 : float, default=1e-3
+        First tolerance of the schedule.
+    decay : float, default=0.9
+        Factor of the exponential schedule (the SHINE paper uses 0.78 for
+        SHINE and Jacobian-Free).
+    bounds : (float, float) or (array, array), default=(-12, 12)
+        Box on ``alpha``; steps are projected onto it.
+    x0 : ndarray of shape (n_params,), default=None
+        Starting inner point (zeros by default).
+    maxcor : int, default=30
+        Memory of the inner L-BFGS (the curvature pairs SHINE reuses).
+    max_inner_iter : int, default=1000
+        Iteration cap of each inner solve.
+    step_growth : float, default=0.95
+        Factor applied to ``L`` after a step that passes the sufficient
+        decrease test (HOAG's 0.95: steps grow by about 5%).
+    heldout : (X, y) or callable, default=None
+        Held-out data whose loss is recorded in the trace, never used by the
+        optimisation; a callable ``x -> loss`` is accepted too. Its
+        evaluation time is not counted in the trace's times.
+    callback : callable, default=None
+        ``callback(record)`` after each iteration, with the trace record as an
+        ``OptimizeResult`` (plus ``x``). Raise ``StopIteration`` to stop.
+    max_time : float, default=None
+        Wall-clock budget in seconds (held-out evaluations not counted); the
+        loop stops after the iteration that exceeds it.
+
+    Returns
+    -------
+    result : HoagResult
+
+    Notes
+    -----
+    A step from ``alpha_k`` to ``alpha_t`` is accepted when::
+
+        g(alpha_t) <= g(alpha_k) + grad_k . (alpha_t - alpha_k)
+                      + (L / 2) ||alpha_t - alpha_k||^2 + (eps_k + eps_t) |g(alpha_k)|
+
+    the last term allowing for the inexactness of the two inner solutions
+    (each outer value is taken as accurate to its tolerance, relatively). The
+    first ``L`` is ``||grad_0|| / sqrt(n_hyper)``: the first step moves each
+    log-penalty by about one.
+    """
+    strategy = get_strategy(hypergradient, **(hypergradient_params or {}))
+    alpha = problem.check_alpha(alpha0)
+    lo, hi = _check_bounds(bounds, problem.n_hyper)
+    if np.any(alpha < lo) or np.any(alpha > hi):
+        raise ValueError(f"alpha0={alpha} lies outside the bounds [{lo}, {hi}].")
+    if int(max_iter) < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
+    if not 0 < step_growth <= 1:
+        raise ValueError(f"step_growth must be in (0, 1], got {step_growth}.")
+    schedule = tolerance_schedule(tol_schedule, eps0=eps0, decay=decay)
+    heldout_fn = _heldout_fn(problem, heldout)
+    x = problem.initial_x() if x0 is None else np.array(x0, dtype=np.float64)
+    if x.shape != (problem.n_params,):
+        raise ValueError(f"x0 must have shape ({problem.n_params},), got {x.shape}.")
+
+    clock = 0.0  # wall time of the optimisation, held-out evaluations excluded
+    t_start = time.perf_counter()
+    norm_init = float(np.linalg.norm(problem.inner_value_grad(problem.initial_x(), alpha)[1]))
+    norm_init = norm_init if norm_init > 0 else 1.0
+    clock += time.perf_counter() - t_start
+
+    trace = []
+    state = None  # last accepted point: alpha, x, value, grad, z, memory
+    L = None
+    message = f"reached max_iter={max_iter} outer iterations"
+    success = False
+    trial_alpha = alpha
+    for k in range(int(max_iter)):
+        eps = schedule(k)
+        t0 = time.perf_counter()
+        warm_x = x if state is None else state["x"]
+        inner = minimize_lbfgs(
+            lambda v, a=trial_alpha: problem.inner_value_grad(v, a),
+            warm_x, tol=eps * norm_init, maxcor=maxcor, max_iter=max_inner_iter,
+        )
+        t_forward = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        if state is None:
+            accepted = True
+        else:
+            value_t = problem.outer_value_grad(inner.x, trial_alpha)[0]
+            d = trial_alpha - state["alpha"]
+            bound = (state["value"] + float(state["grad"] @ d) + 0.5 * L * float(d @ d)
+                     + (state["eps"] + eps) * abs(state["value"]))
+            accepted = value_t <= bound
+        if accepted:
+            hg = compute_hypergradient(
+                problem, inner.x, trial_alpha, strategy, eps=eps, memory=inner.memory,
+                init=state["z"] if (state is not None and strategy.warm_start) else None,
+            )
+            step = None if state is None else trial_alpha - state["alpha"]
+            state = dict(alpha=trial_alpha, x=inner.x, value=hg.value, grad=hg.grad, z=hg.z,
+                         eps=eps)
+            value, grad, n_hvp = hg.value, hg.grad, hg.n_hvp
+            if L is None:
+                gnorm = float(np.linalg.norm(grad))
+                L = gnorm / np.sqrt(problem.n_hyper) if gnorm > 0 else 1.0
+            else:
+                L *= step_growth
+        else:
+            value, grad, n_hvp, step = value_t, np.full(problem.n_hyper, np.nan), 0, None
+            L *= 2.0
+        t_backward = time.perf_counter() - t1
+        clock += t_forward + t_backward
+
+        record = dict(
+            iteration=k, alpha=trial_alpha.copy(), outer_value=float(value),
+            heldout_value=float(heldout_fn(inner.x)) if heldout_fn is not None else np.nan,
+            hypergradient=grad.copy(), hypergradient_norm=float(np.linalg.norm(grad)),
+            accepted=bool(accepted), time=clock, forward_time=t_forward,
+            backward_time=t_backward, inner_iter=int(inner.nit), n_hvp=int(n_hvp),
+            eps=float(eps), step_size=1.0 / L,
+        )
+        trace.append(record)
+        logger.info(
+            "hoag it %d: alpha=%s outer=%.6g %s inner_iter=%d n_hvp=%d time=%.3fs",
+            k, np.array2string(trial_alpha, precision=4), value,
+            "accepted" if accepted else "rejected", inner.nit, n_hvp, clock,
+        )
+        if callback is not None:
+            try:
+                callback(OptimizeResult(x=inner.x, **record))
+            except StopIteration:
+                message, success = "stopped by the callback", True
+                break
+
+        if step is not None and np.max(np.abs(step)) <= tol:
+            message, success = f"converged: step on alpha <= tol={tol}", True
+            break
+        if max_time is not None and clock >= max_time:
+            message = f"stopped by the time budget max_time={max_time}s"
+            break
+        trial_alpha = np.clip(state["alpha"] - state["grad"] / L, lo, hi)
+        if np.array_equal(trial_alpha, state["alpha"]):
+            if np.all(state["grad"] == 0):
+                message = "converged: the hypergradient is zero"
+            else:
+                message = "converged: alpha stands at a bound the hypergradient points out of"
+            success = True
+            break
+    else:
+        if tol > 0:
+            warnings.warn(
+                f"HOAG did not meet its stopping test (step <= tol={tol}) within "
+                f"max_iter={max_iter} outer iterations; increase max_iter or tol.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+
+    return HoagResult(
+        alpha=state["alpha"], x=state["x"], fun=state["value"], grad=state["grad"],
+        nit=len(trace), success=success, message=message, trace=trace,
+    )
+
+
+def hypergradient(
+    problem,
+    alpha,
+    *,
+    method="exact",
+    inner_tol=1e-10,
+    backward_tol=None,
+    x0=None,
+    maxcor=30,
+    max_inner_iter=10000,
+    polish=True,
+    return_result=False,
+    **params,
+):
+    """Outer value and hypergradient at ``alpha``, solving the inner problem first.
+
+    Parameters
+    ----------
+    problem : BilevelProblem
+    alpha : array-like of shape (n_hyper,)
+        Log-penalties.
+    method : str or HypergradientStrategy, default="exact"
+        Hypergradient strategy (see :mod:`hoag_shine.hypergrad`).
+    inner_tol : float, default=1e-10
+        Relative tolerance of the inner solve:
+        ``||grad_x h|| <= inner_tol * ||grad_x h(0, alpha)||``.
+    backward_tol : float, default=None
+        Relative tolerance passed to the strategy (CG residual); defaults to
+        ``inner_tol``.
+    x0 : ndarray of shape (n_params,), default=None
+        Starting inner point (zeros).
+    maxcor : int, default=30
+        Inner L-BFGS memory.
+    max_inner_iter : int, default=10000
+        Iteration cap of the inner solve.
+    polish : bool, default=True
+        When L-BFGS stops above the tolerance (its line search reaches the
+        limits of floating point first), refine the solution with a few Newton
+        steps (Hessian systems solved by conjugate gradient). The curvature
+        pairs stay those of the L-BFGS run.
+    return_result : bool, default=False
+        Also return the :class:`~hoag_shine.hypergrad.HypergradientResult`
+        (``z``, ``n_hvp``, time) and the inner result.
+    **params
+        Constructor parameters of the strategy.
+
+    Returns
+    -------
+    value : float
+        Outer value at the inner solution.
+    grad : ndarray of shape (n_hyper,)
+        Hypergradient.
+    """
+    strategy = get_strategy(method, **params)
+    alpha = problem.check_alpha(alpha)
+    x = problem.initial_x() if x0 is None else np.array(x0, dtype=np.float64)
+    norm0 = float(np.linalg.norm(problem.inner_value_grad(problem.initial_x(), alpha)[1]))
+    tol = inner_tol * (norm0 if norm0 > 0 else 1.0)
+    fun_grad = lambda v: problem.inner_value_grad(v, alpha)  # noqa: E731
+    inner = minimize_lbfgs(fun_grad, x, tol=tol, maxcor=maxcor, max_iter=max_inner_iter)
+    if polish and not inner.success:
+        x, gnorm, n_steps = newton_polish(
+            fun_grad, lambda v: problem.inner_hessp(v, alpha), inner.x, tol=tol)
+        f, g = fun_grad(x)
+        inner.update(x=x, fun=f, jac=g, grad_norm=gnorm, success=gnorm <= tol,
+                     newton_steps=n_steps)
+    eps = inner_tol if backward_tol is None else backward_tol
+    hg = compute_hypergradient(problem, inner.x, alpha, strategy, eps=eps, memory=inner.memory)
+    if return_result:
+        return hg.value, hg.grad, hg, inner
+    return hg.value, hg.grad

@@ -1,0 +1,13 @@
+"""Bilevel problems: data plus the math of the inner and outer objectives."""
+
+from .base import BilevelProblem, L2Penalty, LinearModelProblem
+from .logistic import LogisticProblem
+from .ridge import RidgeProblem
+
+__all__ = [
+    "BilevelProblem",
+    "L2Penalty",
+    "LinearModelProblem",
+    "LogisticProblem",
+    "RidgeProblem",
+]

@@ -1,0 +1,303 @@
+"""Base class and shared pieces of the bilevel problems.
+
+A problem is pure math: it holds the training and validation data and, for a
+given pair ``(x, alpha)``, answers the inner value and gradient, the inner
+Hessian-vector product, the cross term ``(d2h / dx dalpha)^T z`` and the outer
+value and gradients. It contains no solver logic.
+
+All problems here share the same penalty, ``0.5 * sum_j exp(alpha[group_j]) *
+x_j**2`` over the penalised coordinates of ``x``; :class:`L2Penalty`
+implements it once.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.validation import check_array
+
+__all__ = ["BilevelProblem", "L2Penalty", "LinearModelProblem"]
+
+
+def _check_X(X, name: str, *, n_features: int | None = None):
+    """Validate a design matrix: 2-d, finite, float64, CSR if sparse."""
+    X = check_array(
+        X,
+        accept_sparse=("csr", "csc", "coo"),
+        dtype=np.float64,
+        ensure_all_finite=True,
+        input_name=name,
+    )
+    if sp.issparse(X):
+        X = sp.csr_matrix(X)
+        X.sort_indices()
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features but the training data has "
+            f"{n_features}; pass validation data with the same columns."
+        )
+    return X
+
+
+def _check_target(y, name: str, n_samples: int) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-d, got an array of shape {y.shape}.")
+    if y.shape[0] != n_samples:
+        raise ValueError(
+            f"{name} has {y.shape[0]} entries but the matching X has "
+            f"{n_samples} rows."
+        )
+    return y
+
+
+class L2Penalty:
+    """Squared L2 penalty with one log-scale strength per group of coordinates.
+
+    The penalty on ``x`` is ``0.5 * sum_j exp(alpha[groups[j]]) * x[j]**2``,
+    summed over the first ``n_penalised`` coordinates (an intercept stored after
+    them is not penalised).
+
+    Parameters
+    ----------
+    n_penalised : int
+        Number of penalised coordinates (the features).
+    n_params : int
+        Total length of ``x`` (features plus unpenalised coordinates).
+    groups : array-like of int of shape (n_penalised,), default=None
+        Group index of each penalised coordinate, in ``0 .. n_groups - 1``.
+        ``None`` means a single group (one hyperparameter).
+    """
+
+    def __init__(self, n_penalised: int, n_params: int, groups=None):
+        self.n_penalised = int(n_penalised)
+        self.n_params = int(n_params)
+        if groups is None:
+            self.groups = None
+            self.n_groups = 1
+        else:
+            groups = np.asarray(groups)
+            if groups.shape != (self.n_penalised,):
+                raise ValueError(
+                    f"penalty_groups must have one entry per feature "
+                    f"({self.n_penalised}), got shape {groups.shape}."
+                )
+            if not np.issubdtype(groups.dtype, np.integer):
+                raise ValueError("penalty_groups must be an array of integers.")
+            if groups.size and groups.min() < 0:
+                raise ValueError("penalty_groups must be non-negative integers.")
+            self.n_groups = int(groups.max()) + 1 if groups.size else 1
+            missing = np.setdiff1d(np.arange(self.n_groups), groups)
+            if missing.size:
+                raise ValueError(
+                    f"penalty_groups must use every group from 0 to "
+                    f"{self.n_groups - 1}; groups {missing.tolist()} are empty."
+                )
+            self.groups = groups.astype(np.intp)
+
+    def check_alpha(self, alpha) -> np.ndarray:
+        """Return ``alpha`` as a finite float array of length ``n_groups``."""
+        if isinstance(alpha, numbers.Real) and self.n_groups == 1:
+            alpha = [alpha]
+        alpha = np.asarray(alpha, dtype=np.float64)
+        if alpha.ndim == 0 and self.n_groups == 1:
+            alpha = alpha.reshape(1)
+        if alpha.shape != (self.n_groups,):
+            raise ValueError(
+                f"alpha must be a 1-d array of length {self.n_groups} (one "
+                f"log-penalty per group), got shape {alpha.shape}."
+            )
+        if not np.all(np.isfinite(alpha)):
+            raise ValueError(f"alpha must be finite, got {alpha}.")
+        return alpha
+
+    def weights(self, alpha) -> np.ndarray:
+        """Diagonal of the penalty's Hessian: ``exp(alpha)`` per coordinate.
+
+        Returns
+        -------
+        w : ndarray of shape (n_params,)
+            ``exp(alpha[group])`` on the penalised coordinates, 0 elsewhere.
+        """
+        lam = np.exp(alpha)
+        w = np.zeros(self.n_params)
+        if self.groups is None:
+            w[: self.n_penalised] = lam[0]
+        else:
+            w[: self.n_penalised] = lam[self.groups]
+        return w
+
+    def value(self, x, weights) -> float:
+        xp = x[: self.n_penalised]
+        return 0.5 * float(np.dot(weights[: self.n_penalised] * xp, xp))
+
+    def cross(self, x, alpha, z) -> np.ndarray:
+        """``(d2 penalty / dx dalpha)^T z``, shape (n_groups,)."""
+        lam = np.exp(alpha)
+        prod = x[: self.n_penalised] * z[: self.n_penalised]
+        if self.groups is None:
+            return lam * prod.sum()
+        return lam * np.bincount(self.groups, weights=prod, minlength=self.n_groups)
+
+    def dalpha(self, x, alpha) -> np.ndarray:
+        """``d penalty / d alpha``, shape (n_groups,)."""
+        return 0.5 * self.cross(x, alpha, x)
+
+
+class BilevelProblem:
+    """Interface shared by every bilevel problem.
+
+    The inner problem is ``x*(alpha) = argmin_x h(x, alpha)``, the outer
+    criterion ``g(x*(alpha), alpha)``. Subclasses implement the methods below;
+    solvers and hypergradient strategies use nothing else.
+
+    Attributes
+    ----------
+    n_params : int
+        Length of ``x``.
+    n_hyper : int
+        Length of ``alpha``.
+    """
+
+    n_params: int
+    n_hyper: int
+    penalty: L2Penalty
+
+    def check_alpha(self, alpha) -> np.ndarray:
+        """Validate ``alpha``: a finite 1-d array of length ``n_hyper``."""
+        return self.penalty.check_alpha(alpha)
+
+    def initial_x(self) -> np.ndarray:
+        """A default starting point of the inner solver (zeros)."""
+        return np.zeros(self.n_params)
+
+    def penalty_weights(self, alpha) -> np.ndarray:
+        """Diagonal of the penalty's Hessian at ``alpha``, shape (n_params,).
+
+        Between two hyperparameter values the inner Hessian changes by exactly
+        ``diag(penalty_weights(alpha_new) - penalty_weights(alpha_old))``.
+        """
+        return self.penalty.weights(alpha)
+
+    # The methods below are the problem's math.
+    def inner_value_grad(self, x, alpha):  # pragma: no cover - interface
+        """Inner objective ``h(x, alpha)`` and its gradient in ``x``."""
+        raise NotImplementedError
+
+    def inner_hessp(self, x, alpha):  # pragma: no cover - interface
+        """Return ``v -> H v`` with ``H`` the inner Hessian at ``(x, alpha)``.
+
+        The returned callable accepts a vector of shape (n_params,) or a
+        matrix of shape (n_params, n_vectors).
+        """
+        raise NotImplementedError
+
+    def inner_cross(self, x, alpha, z) -> np.ndarray:
+        """Cross term ``(d2h / dx dalpha)^T z``, shape (n_hyper,)."""
+        return self.penalty.cross(x, alpha, z)
+
+    def outer_value_grad(self, x, alpha):  # pragma: no cover - interface
+        """Outer value, its gradient in ``x`` and its partial gradient in ``alpha``.
+
+        Returns
+        -------
+        value : float
+        grad_x : ndarray of shape (n_params,)
+        grad_alpha : ndarray of shape (n_hyper,)
+        """
+        raise NotImplementedError
+
+    def data_loss(self, x, X, y) -> float:  # pragma: no cover - interface
+        """Unregularised loss of the model ``x`` on the data ``(X, y)``."""
+        raise NotImplementedError
+
+    def inner_hessian(self, x, alpha) -> np.ndarray:
+        """Dense inner Hessian (``n_params`` Hessian-vector products).
+
+        Meant for small problems and tests.
+        """
+        hessp = self.inner_hessp(x, alpha)
+        H = hessp(np.eye(self.n_params))
+        return 0.5 * (H + H.T)
+
+
+class LinearModelProblem(BilevelProblem):
+    """A bilevel problem whose model is linear: predictions ``X w + c``.
+
+    Holds the data, the ``x = [w, c]`` layout and the products with ``X``
+    shared by the logistic and ridge problems. Subclasses give the per-sample
+    loss through :meth:`_loss_grad` (value and gradient for margins) and its
+    second derivative through :meth:`_curvature`.
+    """
+
+    def _init_data(self, X_train, y_train, X_val, y_val, fit_intercept, penalty_groups):
+        self.X_train = _check_X(X_train, "X_train")
+        n_features = self.X_train.shape[1]
+        self.X_val = _check_X(X_val, "X_val", n_features=n_features)
+        y_train = _check_target(y_train, "y_train", self.X_train.shape[0])
+        y_val = _check_target(y_val, "y_val", self.X_val.shape[0])
+        self.fit_intercept = bool(fit_intercept)
+        self.n_features = n_features
+        self.n_params = n_features + int(self.fit_intercept)
+        self.penalty = L2Penalty(n_features, self.n_params, penalty_groups)
+        self.n_hyper = self.penalty.n_groups
+        return y_train, y_val
+
+    def decision_function(self, x, X) -> np.ndarray:
+        """Predictions (margins) ``X w + c`` of the model ``x`` on the rows of ``X``."""
+        m = np.asarray(X @ x[: self.n_features]).ravel()
+        return m + x[-1] if self.fit_intercept else m
+
+    def _rmatvec(self, X, r):
+        """``[X^T r, sum(r)]``: the adjoint of :meth:`decision_function`."""
+        out = np.empty(self.n_params)
+        out[: self.n_features] = X.T @ r
+        if self.fit_intercept:
+            out[-1] = r.sum()
+        return out
+
+    def _sample_loss(self, m, b):  # pragma: no cover - interface
+        """Loss summed over samples, and its derivative in each margin."""
+        raise NotImplementedError
+
+    def _curvature(self, m, b):  # pragma: no cover - interface
+        """Second derivative of each sample's loss in its margin."""
+        raise NotImplementedError
+
+    def _loss_grad(self, x, X, b):
+        value, r = self._sample_loss(self.decision_function(x, X), b)
+        return value, self._rmatvec(X, r)
+
+    def inner_value_grad(self, x, alpha):
+        weights = self.penalty.weights(alpha)
+        value, grad = self._loss_grad(x, self.X_train, self.y_train)
+        return value + self.penalty.value(x, weights), grad + weights * x
+
+    def inner_hessp(self, x, alpha):
+        X = self.X_train
+        weights = self.penalty.weights(alpha)
+        d = self._curvature(self.decision_function(x, X), self.y_train)
+        n_features, intercept = self.n_features, self.fit_intercept
+
+        def hessp(v):
+            v = np.asarray(v, dtype=np.float64)
+            Av = X @ v[:n_features]
+            if intercept:
+                Av = Av + v[-1]
+            dAv = (d[:, None] if v.ndim == 2 else d) * Av
+            out = np.empty_like(v)
+            out[:n_features] = X.T @ dAv
+            if intercept:
+                out[-1] = dAv.sum(axis=0)
+            out += (weights[:, None] if v.ndim == 2 else weights) * v
+            return out
+
+        return hessp
+
+    def outer_value_grad(self, x, alpha):
+        value, grad = self._loss_grad(x, self.X_val, self.y_val)
+        return value, grad, np.zeros(self.n_hyper)

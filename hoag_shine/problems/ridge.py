@@ -1,0 +1,63 @@
+"""Ridge regression as a bilevel problem (its hypergradient has a closed form)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import LinearModelProblem, _check_X
+
+__all__ = ["RidgeProblem"]
+
+
+class RidgeProblem(LinearModelProblem):
+    """Tune the L2 penalty of least squares on a validation set.
+
+    Inner objective::
+
+        h(x, alpha) = 0.5 * ||A w + c - b||^2 + 0.5 * sum_j exp(alpha[group_j]) * w_j**2
+
+    with ``x = w``, or ``x = [w, c]`` with ``fit_intercept=True`` (``c`` not
+    penalised). Outer criterion: ``0.5 * ||A_val w + c - b_val||^2``.
+
+    Parameters
+    ----------
+    X_train : {ndarray, sparse matrix} of shape (n_train, n_features)
+    y_train : array-like of shape (n_train,)
+    X_val : {ndarray, sparse matrix} of shape (n_val, n_features)
+    y_val : array-like of shape (n_val,)
+    fit_intercept : bool, default=False
+        Whether to fit an unpenalised intercept, stored last in ``x``.
+    penalty_groups : array-like of int of shape (n_features,), default=None
+        Group of each feature; one hyperparameter per group.
+    """
+
+    def __init__(
+        self, X_train, y_train, X_val, y_val, *, fit_intercept=False, penalty_groups=None
+    ):
+        y_train, y_val = self._init_data(
+            X_train, y_train, X_val, y_val, fit_intercept, penalty_groups
+        )
+        self.y_train = self._check_y(y_train, "y_train")
+        self.y_val = self._check_y(y_val, "y_val")
+
+    @staticmethod
+    def _check_y(y, name):
+        try:
+            y = y.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be numeric for regression: {exc}") from None
+        if not np.all(np.isfinite(y)):
+            raise ValueError(f"{name} contains NaN or infinite values; remove them.")
+        return y
+
+    def _sample_loss(self, m, b):
+        r = m - b
+        return 0.5 * float(r @ r), r
+
+    def _curvature(self, m, b):
+        return np.ones_like(m)
+
+    def data_loss(self, x, X, y) -> float:
+        """Half the sum of squared residuals of ``x`` on ``(X, y)``."""
+        X = _check_X(X, "X", n_features=self.n_features)
+        return self._sample_loss(self.decision_function(x, X), self._check_y(np.asarray(y), "y"))[0]

@@ -1,0 +1,129 @@
+import warnings
+
+import numpy as np
+import pytest
+from scipy.optimize import LbfgsInvHessProduct, minimize
+from sklearn.exceptions import ConvergenceWarning
+
+from hoag_shine import LbfgsMemory, LogisticProblem, minimize_lbfgs
+from conftest import make_classification_data, ref_logistic_solution, split
+
+
+def _random_pairs(n=8, m=5, seed=0):
+    """Pairs from a random SPD quadratic, so every curvature is positive."""
+    rng = np.random.default_rng(seed)
+    B = rng.standard_normal((n, n))
+    H = B @ B.T + n * np.eye(n)
+    S = rng.standard_normal((m, n))
+    return S, S @ H, H
+
+
+def _dense_bfgs_inverse(S, Y, h0):
+    """Inverse BFGS matrix by explicit rank-two updates, oldest pair first."""
+    n = S.shape[1]
+    Hinv = h0 * np.eye(n)
+    for s, y in zip(S, Y):
+        rho = 1.0 / (s @ y)
+        V = np.eye(n) - rho * np.outer(y, s)
+        Hinv = V.T @ Hinv @ V + rho * np.outer(s, s)
+    return Hinv
+
+
+def test_two_loop_equals_dense_bfgs_updates():
+    S, Y, _ = _random_pairs()
+    mem = LbfgsMemory(10)
+    for s, y in zip(S, Y):
+        assert mem.append(s, y)
+    v = np.random.default_rng(3).standard_normal(S.shape[1])
+    gamma = (S[-1] @ Y[-1]) / (Y[-1] @ Y[-1])
+    for h0, expected_h0 in [(None, gamma), (1.0, 1.0), (0.37, 0.37)]:
+        expected = _dense_bfgs_inverse(S, Y, expected_h0) @ v
+        np.testing.assert_allclose(mem.inv_hvp(v, h0=h0), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_two_loop_equals_scipy_operator():
+    S, Y, _ = _random_pairs(n=12, m=7, seed=1)
+    mem = LbfgsMemory(7)
+    for s, y in zip(S, Y):
+        mem.append(s, y)
+    v = np.random.default_rng(0).standard_normal(12)
+    np.testing.assert_allclose(mem.inv_hvp(v, h0=1.0), LbfgsInvHessProduct(S, Y) @ v,
+                               rtol=1e-12)
+    np.testing.assert_array_equal(mem.s, S)
+    np.testing.assert_array_equal(mem.y, Y)
+
+
+def test_memory_keeps_newest_and_skips_bad_curvature():
+    S, Y, _ = _random_pairs(m=6)
+    mem = LbfgsMemory(4)
+    for s, y in zip(S, Y):
+        mem.append(s, y)
+    assert len(mem) == 4
+    np.testing.assert_array_equal(mem.s, S[2:])
+    assert not mem.append(S[0], -Y[0])
+    assert not mem.append(S[0], np.zeros_like(S[0]))
+    assert mem.n_skipped == 2 and len(mem) == 4
+    with pytest.raises(ValueError, match="maxlen"):
+        LbfgsMemory(0)
+
+
+def test_shift_gives_pairs_of_the_shifted_quadratic():
+    S, Y, H = _random_pairs(n=6, m=4)
+    mem = LbfgsMemory(4)
+    for s, y in zip(S, Y):
+        mem.append(s, y)
+    delta = np.array([0.5, 0.5, 0.5, 0.5, 0.5, 0.0])
+    mem.shift(delta)
+    np.testing.assert_allclose(mem.y, S @ (H + np.diag(delta)), rtol=1e-12)
+
+
+def _logistic(seed=0):
+    X, y = make_classification_data(200, 15, seed=seed)
+    return LogisticProblem(*split(X, y, 150), fit_intercept=True), X[:150], y[:150]
+
+
+def test_pairs_are_the_runs_iterates_and_gradients():
+    prob, _, _ = _logistic()
+    alpha = np.array([-1.0])
+    f = lambda x: prob.inner_value_grad(x, alpha)
+    res = minimize_lbfgs(f, np.zeros(prob.n_params), tol=1e-8, maxcor=50)
+    # An independent SciPy run with the same settings, recording its iterates.
+    iterates = [np.zeros(prob.n_params)]
+
+    def record(intermediate_result):
+        iterates.append(intermediate_result.x.copy())
+
+    minimize(f, iterates[0], jac=True, method="L-BFGS-B", callback=record,
+             options={"maxcor": 50, "maxiter": res.nit, "gtol": 0.0, "ftol": 0.0})
+    iterates = np.array(iterates[: res.nit + 1])
+    grads = np.array([f(x)[1] for x in iterates])
+    assert len(res.memory) == res.nit  # every step kept (memory larger than the run)
+    np.testing.assert_allclose(res.memory.s, np.diff(iterates, axis=0), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(res.memory.y, np.diff(grads, axis=0), rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(res.x, iterates[-1])  # the last accepted step is included
+
+
+def test_solution_and_stopping_test():
+    prob, X, y = _logistic()
+    alpha = np.array([0.5])
+    res = minimize_lbfgs(lambda x: prob.inner_value_grad(x, alpha), np.zeros(prob.n_params),
+                         tol=1e-6, maxcor=30)
+    assert res.success and res.grad_norm <= 1e-6
+    assert np.linalg.norm(prob.inner_value_grad(res.x, alpha)[1]) <= 1e-6
+    np.testing.assert_allclose(res.x, ref_logistic_solution(X, y, 0.5, True), rtol=1e-6, atol=1e-7)
+    assert len(res.memory) == min(30, res.nit)
+    # Warm start at the solution: nothing to do.
+    again = minimize_lbfgs(lambda x: prob.inner_value_grad(x, alpha), res.x, tol=1e-6)
+    assert again.nit == 0 and again.nfev == 1 and again.success
+    # A loose tolerance stops earlier.
+    loose = minimize_lbfgs(lambda x: prob.inner_value_grad(x, alpha), np.zeros(prob.n_params),
+                           tol=1.0)
+    assert loose.grad_norm <= 1.0 and loose.nit < res.nit
+
+
+def test_iteration_cap_warns_with_the_knob():
+    prob, _, _ = _logistic()
+    with pytest.warns(ConvergenceWarning, match="max_inner_iter"):
+        res = minimize_lbfgs(lambda x: prob.inner_value_grad(x, np.array([-3.0])),
+                             np.zeros(prob.n_params), tol=1e-12, max_iter=3)
+    assert res.nit == 3 and not res.success

@@ -1,0 +1,154 @@
+import warnings
+
+import numpy as np
+import pytest
+from scipy.optimize import brentq
+from sklearn.exceptions import ConvergenceWarning
+
+from hoag_shine import LogisticProblem, RidgeProblem, hoag, hypergradient, tolerance_schedule
+from hoag_shine.outer import TRACE_FIELDS
+from conftest import make_classification_data, ref_logistic_outer, ref_ridge, split
+
+
+def _ridge_data(seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((120, 30))
+    w = rng.standard_normal(30) * (rng.random(30) < 0.3)
+    y = X @ w + 2.0 * rng.standard_normal(120)
+    return split(X, y, 70)
+
+
+def test_hoag_cg_finds_closed_form_ridge_optimum():
+    data = _ridge_data()
+    grad = lambda a: ref_ridge(*data, a, False)[1]
+    alpha_star = brentq(grad, -5, 8, xtol=1e-12)  # interior root of the closed form
+    assert -4 < alpha_star < 7
+    prob = RidgeProblem(*data)
+    res = hoag(prob, [0.0], hypergradient="cg", max_iter=100, tol=1e-6)
+    assert res.success, res.message
+    assert res.alpha[0] == pytest.approx(alpha_star, abs=1e-3)
+    assert res.fun == pytest.approx(ref_ridge(*data, alpha_star, False)[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["shine", "cg", "shine-refine"])
+def test_hoag_logistic_reaches_grid_best(method):
+    X, y = make_classification_data(300, 40, seed=2, noise=2.0)
+    data = split(X, y, 200)
+    grid = np.arange(-6, 6.001, 0.02)
+    values = [ref_logistic_outer(*data, a, False) for a in grid]
+    best = min(values)
+    assert grid[0] < grid[np.argmin(values)] < grid[-1]  # interior optimum
+    prob = LogisticProblem(*data)
+    res = hoag(prob, [0.0], hypergradient=method, max_iter=40)
+    assert res.fun <= 1.01 * best
+    # The returned value is the outer loss of the returned x.
+    assert res.fun == pytest.approx(prob.outer_value_grad(res.x, res.alpha)[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["jacobian-free", "shine", "truncated-cg"])
+def test_hoag_runs_on_sparse_data_and_records_trace(method):
+    X, y = make_classification_data(400, 200, seed=5, density=0.05)
+    X_tr, y_tr, X_val, y_val = split(X, y, 300)
+    prob = LogisticProblem(X_tr, y_tr, X_val[:50], y_val[:50], fit_intercept=True)
+    res = hoag(prob, [1.0], hypergradient=method, max_iter=8, tol=0,
+               heldout=(X_val[50:], y_val[50:]))
+    assert res.nit == len(res.trace) == 8
+    cols = res.trace_columns()
+    assert set(cols) == set(TRACE_FIELDS)
+    assert np.all(np.diff(cols["time"]) > 0)
+    assert np.all(np.isfinite(cols["heldout_value"]))
+    for r in res.trace:
+        assert r["time"] >= r["forward_time"] + r["backward_time"] - 1e-12 or r["iteration"] == 0
+        assert r["alpha"].shape == (1,)
+    # The held-out value is the loss on the held-out rows of the iterate's x.
+    last = res.trace[-1]
+    if last["accepted"]:
+        assert last["heldout_value"] == pytest.approx(
+            prob.data_loss(res.x, X_val[50:], y_val[50:]), rel=1e-12)
+    if method in ("shine", "jacobian-free"):
+        assert cols["n_hvp"].sum() == 0
+
+
+def test_heldout_is_never_used():
+    X, y = make_classification_data(200, 20, seed=3)
+    X_tr, y_tr, X_val, y_val = split(X, y, 150)
+    prob = LogisticProblem(X_tr, y_tr, X_val[:25], y_val[:25])
+    a = hoag(prob, [0.0], max_iter=6, tol=0)
+    b = hoag(prob, [0.0], max_iter=6, tol=0, heldout=(X_val[25:], y_val[25:]))
+    np.testing.assert_array_equal(a.trace_columns()["alpha"], b.trace_columns()["alpha"])
+    assert np.isnan(a.trace_columns()["heldout_value"]).all()
+
+
+def test_rejected_step_is_undone():
+    X, y = make_classification_data(300, 40, seed=2, noise=2.0)
+    prob = LogisticProblem(*split(X, y, 200))
+    res = hoag(prob, [4.0], hypergradient="cg", max_iter=30, tol=0, step_growth=0.6)
+    tr = res.trace
+    rejected = [i for i, r in enumerate(tr) if not r["accepted"]]
+    assert rejected, "this setting (fast step growth) must provoke a rejection"
+    for i in rejected:
+        if i + 1 == len(tr):
+            continue
+        base = next(tr[j] for j in range(i - 1, -1, -1) if tr[j]["accepted"])
+        # The retry starts from the last accepted point with half the step.
+        np.testing.assert_allclose(tr[i + 1]["alpha"] - base["alpha"],
+                                   0.5 * (tr[i]["alpha"] - base["alpha"]), rtol=1e-10)
+        assert tr[i]["step_size"] == pytest.approx(0.5 * tr[i - 1]["step_size"], rel=1e-12)
+        assert tr[i + 1]["eps"] < tr[i]["eps"]  # the tolerance tightened
+    # The result is the last accepted point.
+    last_accepted = [r for r in tr if r["accepted"]][-1]
+    np.testing.assert_array_equal(res.alpha, last_accepted["alpha"])
+
+
+def test_bounds_callback_and_budget():
+    X, y = make_classification_data(200, 20, seed=3)
+    prob = LogisticProblem(*split(X, y, 150))
+    res = hoag(prob, [0.0], bounds=(-0.5, 0.5), max_iter=30)
+    assert np.all(np.abs(res.trace_columns()["alpha"]) <= 0.5)
+
+    seen = []
+
+    def cb(r):
+        seen.append(r.iteration)
+        if r.iteration == 2:
+            raise StopIteration
+
+    res = hoag(prob, [0.0], callback=cb, max_iter=30)
+    assert seen == [0, 1, 2] and res.nit == 3 and "callback" in res.message
+    res = hoag(prob, [0.0], max_time=0.0, max_iter=30)
+    assert res.nit == 1 and "max_time" in res.message
+
+
+def test_hoag_input_errors():
+    X, y = make_classification_data(60, 5, seed=0)
+    prob = LogisticProblem(*split(X, y, 40))
+    with pytest.raises(ValueError, match="outside the bounds"):
+        hoag(prob, [20.0])
+    with pytest.raises(ValueError, match="length 1"):
+        hoag(prob, [0.0, 1.0])
+    with pytest.raises(ValueError, match="Unknown hypergradient"):
+        hoag(prob, [0.0], hypergradient="newton")
+    with pytest.raises(ValueError, match="tol_schedule"):
+        hoag(prob, [0.0], tol_schedule="linear")
+    with pytest.raises(ValueError, match="lower < upper"):
+        hoag(prob, [0.0], bounds=(1.0, -1.0))
+
+
+def test_max_iter_without_convergence_warns():
+    X, y = make_classification_data(200, 20, seed=3)
+    prob = LogisticProblem(*split(X, y, 150))
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        hoag(prob, [6.0], max_iter=2, tol=1e-9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        hoag(prob, [6.0], max_iter=2, tol=0)  # a fixed budget asked for: no warning
+
+
+def test_tolerance_schedules():
+    assert tolerance_schedule("exponential", eps0=1e-2, decay=0.5)(3) == pytest.approx(1.25e-3)
+    assert tolerance_schedule("quadratic", eps0=1e-2)(1) == pytest.approx(2.5e-3)
+    assert tolerance_schedule("cubic", eps0=1e-2)(1) == pytest.approx(1.25e-3)
+    assert tolerance_schedule("exact")(0) == 1e-12
+    assert tolerance_schedule("exponential")(10_000) == 1e-12
+    with pytest.raises(ValueError, match="decay"):
+        tolerance_schedule("exponential", decay=1.5)

@@ -1,0 +1,151 @@
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy.special import expit
+
+from hoag_shine import LogisticProblem, RidgeProblem
+from conftest import central_difference, make_classification_data, split
+
+
+def _fd_grad(f, x, h=1e-6):
+    out = np.empty_like(x)
+    for j in range(x.size):
+        e = np.zeros_like(x)
+        e[j] = h
+        out[j] = (f(x + e) - f(x - e)) / (2 * h)
+    return out
+
+
+PROBLEMS = [LogisticProblem, RidgeProblem]
+
+
+def _make(cls, sparsity, fit_intercept, groups=None):
+    density = None if sparsity == "dense" else 0.4
+    X, y = make_classification_data(80, 6, seed=3, density=density)
+    if cls is RidgeProblem:
+        rng = np.random.default_rng(0)
+        y = np.asarray(X @ rng.standard_normal(6)).ravel() + 0.1 * rng.standard_normal(80)
+    return cls(*split(X, y, 50), fit_intercept=fit_intercept, penalty_groups=groups)
+
+
+@pytest.mark.parametrize("cls", PROBLEMS)
+@pytest.mark.parametrize("fit_intercept", [False, True])
+@pytest.mark.parametrize("groups", [None, [0, 1, 1, 2, 0, 2]])
+def test_derivatives_match_finite_differences(cls, sparsity, fit_intercept, groups):
+    prob = _make(cls, sparsity, fit_intercept, groups)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(prob.n_params)
+    alpha = rng.uniform(-1, 1, prob.n_hyper)
+
+    value, grad = prob.inner_value_grad(x, alpha)
+    np.testing.assert_allclose(grad, _fd_grad(lambda v: prob.inner_value_grad(v, alpha)[0], x),
+                               rtol=1e-6, atol=1e-6)
+    v = rng.standard_normal(prob.n_params)
+    Hv = prob.inner_hessp(x, alpha)(v)
+    fd = (prob.inner_value_grad(x + 1e-6 * v, alpha)[1]
+          - prob.inner_value_grad(x - 1e-6 * v, alpha)[1]) / 2e-6
+    np.testing.assert_allclose(Hv, fd, rtol=1e-5, atol=1e-6)
+    # Matrix input gives the columns' products.
+    V = rng.standard_normal((prob.n_params, 3))
+    np.testing.assert_allclose(prob.inner_hessp(x, alpha)(V)[:, 1],
+                               prob.inner_hessp(x, alpha)(V[:, 1]), rtol=1e-12)
+    # Cross term: d/dalpha of (grad_x h . z).
+    z = rng.standard_normal(prob.n_params)
+    cross = prob.inner_cross(x, alpha, z)
+    fd_cross = _fd_grad(lambda a: prob.inner_value_grad(x, a)[1] @ z, alpha)
+    np.testing.assert_allclose(cross, fd_cross, rtol=1e-6, atol=1e-8)
+    assert cross.shape == (prob.n_hyper,)
+    # Outer gradient.
+    g, gx, ga = prob.outer_value_grad(x, alpha)
+    np.testing.assert_allclose(gx, _fd_grad(lambda v: prob.outer_value_grad(v, alpha)[0], x),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(ga, np.zeros(prob.n_hyper))
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_logistic_values_independent_formula(fit_intercept):
+    X, y = make_classification_data(40, 4, seed=0, labels=("neg", "pos"))
+    prob = LogisticProblem(*split(X, y, 30), fit_intercept=fit_intercept)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(prob.n_params)
+    alpha = np.array([0.3])
+    b = np.where(y[:30] == "pos", 1.0, -1.0)
+    m = X[:30] @ x[:4] + (x[4] if fit_intercept else 0.0)
+    expected = np.sum(np.log1p(np.exp(-b * m))) + 0.5 * np.exp(0.3) * x[:4] @ x[:4]
+    assert prob.inner_value_grad(x, alpha)[0] == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_array_equal(prob.classes_, ["neg", "pos"])
+
+
+@pytest.mark.parametrize("cls", PROBLEMS)
+def test_sparse_and_dense_agree(cls):
+    Xd = _make(cls, "dense", True)
+    Xs = cls(sp.csc_matrix(Xd.X_train), Xd.y_train, sp.coo_matrix(Xd.X_val), Xd.y_val,
+             fit_intercept=True)
+    x = np.linspace(-1, 1, Xd.n_params)
+    a = np.array([0.5])
+    for m in ("inner_value_grad", "outer_value_grad"):
+        for u, v in zip(getattr(Xd, m)(x, a), getattr(Xs, m)(x, a)):
+            np.testing.assert_allclose(u, v, rtol=1e-12)
+
+
+def test_logistic_no_overflow_for_huge_margins():
+    X = np.array([[1.0], [-1.0], [2.0]])
+    y = np.array([1, 0, 0])
+    prob = LogisticProblem(X, y, X, y, fit_intercept=True)
+    x = np.array([1e4, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, grad = prob.inner_value_grad(x, np.array([0.0]))
+        Hv = prob.inner_hessp(x, np.array([0.0]))(np.ones(2))
+        g = prob.outer_value_grad(-x, np.array([0.0]))[0]
+    # The third sample has margin 2e4 on the wrong side: its loss is 2e4.
+    assert np.isfinite(value) and np.all(np.isfinite(grad)) and np.all(np.isfinite(Hv))
+    assert value == pytest.approx(2e4 + 0.5 * 1e8, rel=1e-12)
+    assert g == pytest.approx(1e4 + 1e4, rel=1e-12)
+
+
+def test_label_errors():
+    X = np.ones((4, 2))
+    with pytest.raises(ValueError, match="exactly two classes"):
+        LogisticProblem(X, [1, 1, 1, 1], X, [1, 1, 1, 1])
+    with pytest.raises(ValueError, match="exactly two classes"):
+        LogisticProblem(X, [0, 1, 2, 1], X, [0, 1, 2, 1])
+    with pytest.raises(ValueError, match="not among the training classes"):
+        LogisticProblem(X, [0, 1, 0, 1], X, [0, 1, 3, 1])
+
+
+def test_input_errors():
+    X = np.ones((4, 2))
+    y = [0, 1, 0, 1]
+    bad = X.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        LogisticProblem(bad, y, X, y)
+    with pytest.raises(ValueError, match="features"):
+        LogisticProblem(X, y, np.ones((4, 3)), y)
+    with pytest.raises(ValueError, match="rows"):
+        LogisticProblem(X, [0, 1, 0], X, y)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        RidgeProblem(X, [0.0, np.inf, 1.0, 2.0], X, [0.0, 1.0, 1.0, 2.0])
+    prob = LogisticProblem(X, y, X, y)
+    with pytest.raises(ValueError, match="length 1"):
+        prob.inner_value_grad(np.zeros(2), prob.check_alpha([0.0, 1.0]))
+    with pytest.raises(ValueError, match="finite"):
+        prob.check_alpha([np.nan])
+    with pytest.raises(ValueError, match="every group"):
+        LogisticProblem(X, y, X, y, penalty_groups=[0, 2])
+    with pytest.raises(ValueError, match="one entry per feature"):
+        LogisticProblem(X, y, X, y, penalty_groups=[0, 1, 1])
+
+
+def test_penalty_weights_shift_is_hessian_change():
+    prob = _make(LogisticProblem, "dense", True, groups=[0, 1, 1, 2, 0, 2])
+    x = np.linspace(-1, 1, prob.n_params)
+    a0, a1 = np.array([0.1, -0.5, 1.0]), np.array([0.4, -1.0, 0.0])
+    v = np.arange(prob.n_params, dtype=float)
+    diff = prob.inner_hessp(x, a1)(v) - prob.inner_hessp(x, a0)(v)
+    np.testing.assert_allclose(diff, (prob.penalty_weights(a1) - prob.penalty_weights(a0)) * v,
+                               rtol=1e-12, atol=1e-12)
+    assert prob.penalty_weights(a1)[-1] == 0.0  # the intercept is not penalised
