@@ -60,12 +60,16 @@ class HypergradientStrategy:
         Whether it needs Hessian-vector products.
     warm_start : bool
         Whether it uses the previous outer iteration's ``z`` as a start.
+    approximates_inverse : bool
+        Whether ``z`` is meant as an approximation of ``H^{-1} b`` (False for
+        Jacobian-Free, which drops ``H^{-1}``).
     """
 
     name = "base"
     uses_memory = False
     uses_hessp = True
     warm_start = False
+    approximates_inverse = True
 
     def solve(self, hessp, b, *, eps, init=None, memory=None):  # pragma: no cover
         """Approximate ``H^{-1} b``.
@@ -253,6 +257,7 @@ class JacobianFree(HypergradientStrategy):
 
     name = "jacobian-free"
     uses_hessp = False
+    approximates_inverse = False
 
     def solve(self, hessp, b, *, eps, init=None, memory=None):
         return np.array(b, dtype=np.float64), 0

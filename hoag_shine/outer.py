@@ -7,7 +7,9 @@ strategies of :mod:`hoag_shine.hypergrad`, and takes a projected gradient step
 on ``alpha`` of size ``1 / L``. ``L`` is adapted by a sufficient-decrease test
 on the outer value: a step that passes it makes the next steps longer; a step
 that fails it is undone (``alpha``, ``x`` and the hypergradient go back to
-the last accepted point), ``L`` doubles and the tolerance tightens.
+the last accepted point), ``L`` doubles, and the last accepted point is solved
+again at the next, tighter tolerance, so that its outer value and hypergradient
+are not stale when the shorter step is taken from it.
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ def hoag(
     maxcor=30,
     max_inner_iter=1000,
     step_growth=0.95,
+    warm_memory=True,
     heldout=None,
     callback=None,
     max_time=None,
@@ -183,6 +186,12 @@ def hoag(
     step_growth : float, default=0.95
         Factor applied to ``L`` after a step that passes the sufficient
         decrease test (HOAG's 0.95: steps grow by about 5%).
+    warm_memory : bool, default=True
+        Carry the L-BFGS curvature pairs from one inner solve to the next, each
+        ``y_i`` shifted by ``(w_new - w_old) * s_i`` where ``w`` is the penalty's
+        Hessian diagonal (exact for an L2 penalty), so that SHINE has pairs even
+        when a warm-started inner solve takes few or no iterations. ``False``
+        keeps only the pairs of the current solve, as in the SHINE paper.
     heldout : (X, y) or callable, default=None
         Held-out data whose loss is recorded in the trace, never used by the
         optimisation; a callable ``x -> loss`` is accepted too. Its
@@ -200,13 +209,23 @@ def hoag(
 
     Notes
     -----
-    A step from ``alpha_k`` to ``alpha_t`` is accepted when::
+    The step rule is HOAG's, with outer values ``G`` corrected for the
+    inexactness of the inner solutions. A step from ``alpha_k`` to ``alpha_t``
+    is accepted when the outer value does not increase,
+    ``G(alpha_t) <= G(alpha_k) + m``, and the next steps grow (``L`` times
+    ``step_growth``) when the decrease is sufficient::
 
-        g(alpha_t) <= g(alpha_k) + grad_k . (alpha_t - alpha_k)
-                      + (L / 2) ||alpha_t - alpha_k||^2 + (eps_k + eps_t) |g(alpha_k)|
+        G(alpha_t) <= G(alpha_k) + grad_k . (alpha_t - alpha_k)
+                      + (L / 2) ||alpha_t - alpha_k||^2 + m
 
-    the last term allowing for the inexactness of the two inner solutions
-    (each outer value is taken as accurate to its tolerance, relatively). The
+    Otherwise the step is undone and ``L`` doubles. ``G = g(x) - z_k . grad_x
+    h(x)`` is the outer value corrected to first order for the inner solution's
+    error (a Newton step on the inner problem seen through the outer gradient;
+    ``z_k ~= H^{-1} grad_x g`` is the backward-pass vector of the last accepted
+    point, or the L-BFGS estimate for Jacobian-Free), and ``m = (eps_k + eps_t)
+    |g(alpha_k)|`` a margin for what the correction misses. Comparing raw
+    values of inexact inner solutions rejects good steps and accepts bad
+    ones. The
     first ``L`` is ``||grad_0|| / sqrt(n_hyper)``: the first step moves each
     log-penalty by about one.
     """
@@ -237,42 +256,56 @@ def hoag(
     message = f"reached max_iter={max_iter} outer iterations"
     success = False
     trial_alpha = alpha
+    refresh = False  # re-solve the last accepted point at a tighter tolerance
     for k in range(int(max_iter)):
         eps = schedule(k)
         t0 = time.perf_counter()
         warm_x = x if state is None else state["x"]
+        memory = None
+        if warm_memory and state is not None:
+            memory = state["memory"].copy()
+            memory.shift(problem.penalty_weights(trial_alpha)
+                         - problem.penalty_weights(state["alpha"]))
         inner = minimize_lbfgs(
             lambda v, a=trial_alpha: problem.inner_value_grad(v, a),
-            warm_x, tol=eps * norm_init, maxcor=maxcor, max_iter=max_inner_iter,
+            warm_x, tol=eps * norm_init, maxcor=maxcor, max_iter=max_inner_iter, memory=memory,
         )
         t_forward = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        if state is None:
+        sufficient = False
+        if state is None or refresh:
             accepted = True
         else:
             value_t = problem.outer_value_grad(inner.x, trial_alpha)[0]
+            value_tc = value_t - float(state["zc"] @ inner.jac)
             d = trial_alpha - state["alpha"]
-            bound = (state["value"] + float(state["grad"] @ d) + 0.5 * L * float(d @ d)
-                     + (state["eps"] + eps) * abs(state["value"]))
-            accepted = value_t <= bound
+            slack = (state["eps"] + eps) * abs(state["value"])
+            accepted = value_tc <= state["value_c"] + slack
+            sufficient = value_tc <= (state["value_c"] + float(state["grad"] @ d)
+                                      + 0.5 * L * float(d @ d) + slack)
         if accepted:
             hg = compute_hypergradient(
                 problem, inner.x, trial_alpha, strategy, eps=eps, memory=inner.memory,
                 init=state["z"] if (state is not None and strategy.warm_start) else None,
             )
-            step = None if state is None else trial_alpha - state["alpha"]
+            step = None if (state is None or refresh) else trial_alpha - state["alpha"]
+            # Vector for the first-order correction of outer values (see Notes).
+            zc = hg.z if strategy.approximates_inverse else inner.memory.inv_hvp(hg.grad_x)
             state = dict(alpha=trial_alpha, x=inner.x, value=hg.value, grad=hg.grad, z=hg.z,
-                         eps=eps)
+                         zc=zc, value_c=hg.value - float(zc @ inner.jac), eps=eps,
+                         memory=inner.memory)
             value, grad, n_hvp = hg.value, hg.grad, hg.n_hvp
             if L is None:
                 gnorm = float(np.linalg.norm(grad))
                 L = gnorm / np.sqrt(problem.n_hyper) if gnorm > 0 else 1.0
-            else:
+            elif sufficient:
                 L *= step_growth
+            refresh = False
         else:
             value, grad, n_hvp, step = value_t, np.full(problem.n_hyper, np.nan), 0, None
             L *= 2.0
+            refresh = True
         t_backward = time.perf_counter() - t1
         clock += t_forward + t_backward
 
@@ -303,6 +336,9 @@ def hoag(
         if max_time is not None and clock >= max_time:
             message = f"stopped by the time budget max_time={max_time}s"
             break
+        if refresh:
+            trial_alpha = state["alpha"]
+            continue
         trial_alpha = np.clip(state["alpha"] - state["grad"] / L, lo, hi)
         if np.array_equal(trial_alpha, state["alpha"]):
             if np.all(state["grad"] == 0):

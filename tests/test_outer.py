@@ -27,7 +27,7 @@ def test_hoag_cg_finds_closed_form_ridge_optimum():
     res = hoag(prob, [0.0], hypergradient="cg", max_iter=100, tol=1e-6)
     assert res.success, res.message
     assert res.alpha[0] == pytest.approx(alpha_star, abs=1e-3)
-    assert res.fun == pytest.approx(ref_ridge(*data, alpha_star, False)[0], rel=1e-6)
+    assert res.fun == pytest.approx(ref_ridge(*data, alpha_star, False)[0], rel=1e-5)
 
 
 @pytest.mark.parametrize("method", ["shine", "cg", "shine-refine"])
@@ -87,14 +87,17 @@ def test_rejected_step_is_undone():
     rejected = [i for i, r in enumerate(tr) if not r["accepted"]]
     assert rejected, "this setting (fast step growth) must provoke a rejection"
     for i in rejected:
-        if i + 1 == len(tr):
+        if i + 2 >= len(tr):
             continue
         base = next(tr[j] for j in range(i - 1, -1, -1) if tr[j]["accepted"])
-        # The retry starts from the last accepted point with half the step.
-        np.testing.assert_allclose(tr[i + 1]["alpha"] - base["alpha"],
-                                   0.5 * (tr[i]["alpha"] - base["alpha"]), rtol=1e-10)
         assert tr[i]["step_size"] == pytest.approx(0.5 * tr[i - 1]["step_size"], rel=1e-12)
-        assert tr[i + 1]["eps"] < tr[i]["eps"]  # the tolerance tightened
+        # The last accepted point is solved again, at a tighter tolerance ...
+        np.testing.assert_array_equal(tr[i + 1]["alpha"], base["alpha"])
+        assert tr[i + 1]["accepted"] and tr[i + 1]["eps"] < tr[i]["eps"] < base["eps"]
+        # ... and the retry steps from it with the halved step size.
+        np.testing.assert_allclose(
+            tr[i + 2]["alpha"] - base["alpha"],
+            -tr[i + 1]["step_size"] * tr[i + 1]["hypergradient"], rtol=1e-10)
     # The result is the last accepted point.
     last_accepted = [r for r in tr if r["accepted"]][-1]
     np.testing.assert_array_equal(res.alpha, last_accepted["alpha"])
