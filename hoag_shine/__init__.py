@@ -6,6 +6,7 @@ from the inner L-BFGS solver's own memory (SHINE) or computed by conjugate
 gradient.
 """
 
+from .estimators import ShineLogisticRegressionCV
 from .hypergrad import HypergradientStrategy, get_strategy
 from .inner import InnerResult, LbfgsMemory, minimize_lbfgs
 from .outer import HoagResult, hoag, hypergradient, tolerance_schedule
@@ -21,6 +22,7 @@ __all__ = [
     "LbfgsMemory",
     "LogisticProblem",
     "RidgeProblem",
+    "ShineLogisticRegressionCV",
     "get_strategy",
     "hoag",
     "hypergradient",

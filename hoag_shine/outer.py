@@ -19,6 +19,7 @@ import time
 import warnings
 
 import numpy as np
+from joblib import Parallel, delayed
 from scipy.optimize import OptimizeResult
 from sklearn.exceptions import ConvergenceWarning
 
@@ -142,17 +143,22 @@ def hoag(
     maxcor=30,
     max_inner_iter=1000,
     step_growth=0.95,
+    step_rule="hoag",
+    max_step=3.0,
     warm_memory=True,
     heldout=None,
     callback=None,
     max_time=None,
+    n_jobs=None,
 ):
     """Tune hyperparameters by approximate hypergradient descent (HOAG).
 
     Parameters
     ----------
-    problem : BilevelProblem
-        E.g. :class:`~hoag_shine.LogisticProblem`.
+    problem : BilevelProblem or list of BilevelProblem
+        E.g. :class:`~hoag_shine.LogisticProblem`. A list (cross-validation
+        folds sharing ``alpha``) minimises the sum of their outer criteria;
+        each fold keeps its own inner warm start and L-BFGS memory.
     alpha0 : array-like of shape (n_hyper,)
         Starting log-penalties.
     hypergradient : str or HypergradientStrategy, default="shine"
@@ -177,8 +183,8 @@ def hoag(
         SHINE and Jacobian-Free).
     bounds : (float, float) or (array, array), default=(-12, 12)
         Box on ``alpha``; steps are projected onto it.
-    x0 : ndarray of shape (n_params,), default=None
-        Starting inner point (zeros by default).
+    x0 : ndarray of shape (n_params,) or list of them, default=None
+        Starting inner point (zeros by default), one per problem.
     maxcor : int, default=30
         Memory of the inner L-BFGS (the curvature pairs SHINE reuses).
     max_inner_iter : int, default=1000
@@ -186,6 +192,14 @@ def hoag(
     step_growth : float, default=0.95
         Factor applied to ``L`` after a step that passes the sufficient
         decrease test (HOAG's 0.95: steps grow by about 5%).
+    step_rule : {"hoag", "secant"}, default="hoag"
+        ``"hoag"``: ``L`` only changes by ``step_growth`` and doubling.
+        ``"secant"``: after each accepted step, ``L`` is set to the secant
+        curvature ``s.y / s.s`` of the last two hypergradients (a
+        Barzilai-Borwein step), when it is positive; the accept/reject test,
+        ``max_step`` and the rejection doubling keep it safe.
+    max_step : float, default=3.0
+        Largest move of any log-penalty in one step (``"secant"`` rule only).
     warm_memory : bool, default=True
         Carry the L-BFGS curvature pairs from one inner solve to the next, each
         ``y_i`` shifted by ``(w_new - w_old) * s_i`` where ``w`` is the penalty's
@@ -202,10 +216,13 @@ def hoag(
     max_time : float, default=None
         Wall-clock budget in seconds (held-out evaluations not counted); the
         loop stops after the iteration that exceeds it.
+    n_jobs : int, default=None
+        Folds solved in parallel (threads) when ``problem`` is a list.
 
     Returns
     -------
     result : HoagResult
+        ``result.x`` is the inner solution, or the list of the folds' ones.
 
     Notes
     -----
@@ -225,33 +242,53 @@ def hoag(
     point, or the L-BFGS estimate for Jacobian-Free), and ``m = (eps_k + eps_t)
     |g(alpha_k)|`` a margin for what the correction misses. Comparing raw
     values of inexact inner solutions rejects good steps and accepts bad
-    ones. The
-    first ``L`` is ``||grad_0|| / sqrt(n_hyper)``: the first step moves each
+    ones. The first ``L`` is ``||grad_0|| / sqrt(n_hyper)``: the first step moves each
     log-penalty by about one.
     """
     strategy = get_strategy(hypergradient, **(hypergradient_params or {}))
-    alpha = problem.check_alpha(alpha0)
-    lo, hi = _check_bounds(bounds, problem.n_hyper)
+    problems = list(problem) if isinstance(problem, (list, tuple)) else [problem]
+    if not problems:
+        raise ValueError("problem must be a BilevelProblem or a non-empty list of them.")
+    n_hyper = problems[0].n_hyper
+    if any(p.n_hyper != n_hyper for p in problems):
+        raise ValueError("All the problems (folds) must have the same number of hyperparameters.")
+    alpha = problems[0].check_alpha(alpha0)
+    lo, hi = _check_bounds(bounds, n_hyper)
     if np.any(alpha < lo) or np.any(alpha > hi):
         raise ValueError(f"alpha0={alpha} lies outside the bounds [{lo}, {hi}].")
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
     if not 0 < step_growth <= 1:
         raise ValueError(f"step_growth must be in (0, 1], got {step_growth}.")
+    if step_rule not in ("hoag", "secant"):
+        raise ValueError(f"step_rule must be 'hoag' or 'secant', got {step_rule!r}.")
+    if not max_step > 0:
+        raise ValueError(f"max_step must be > 0, got {max_step}.")
     schedule = tolerance_schedule(tol_schedule, eps0=eps0, decay=decay)
-    heldout_fn = _heldout_fn(problem, heldout)
-    x = problem.initial_x() if x0 is None else np.array(x0, dtype=np.float64)
-    if x.shape != (problem.n_params,):
-        raise ValueError(f"x0 must have shape ({problem.n_params},), got {x.shape}.")
+    if heldout is not None and len(problems) > 1:
+        raise ValueError("heldout is recorded for a single problem; pass one problem, not folds.")
+    heldout_fn = _heldout_fn(problems[0], heldout)
+    if x0 is None:
+        x0 = [None] * len(problems)
+    elif len(problems) == 1 and not isinstance(x0, (list, tuple)):
+        x0 = [x0]
+    if len(x0) != len(problems):
+        raise ValueError(f"x0 must give one starting point per problem ({len(problems)}).")
+    parallel = Parallel(n_jobs=n_jobs, backend="threading") if len(problems) > 1 else None
+
+    def run(method, *args):
+        if parallel is None or parallel.n_jobs in (None, 1):
+            return [getattr(f, method)(*args) for f in folds]
+        return parallel(delayed(getattr(f, method))(*args) for f in folds)
 
     clock = 0.0  # wall time of the optimisation, held-out evaluations excluded
     t_start = time.perf_counter()
-    norm_init = float(np.linalg.norm(problem.inner_value_grad(problem.initial_x(), alpha)[1]))
-    norm_init = norm_init if norm_init > 0 else 1.0
+    folds = [_Fold(p, alpha, x, strategy, maxcor, max_inner_iter, warm_memory)
+             for p, x in zip(problems, x0)]
     clock += time.perf_counter() - t_start
 
     trace = []
-    state = None  # last accepted point: alpha, x, value, grad, z, memory
+    base = None  # last accepted point: alpha, value, corrected value, grad, eps
     L = None
     message = f"reached max_iter={max_iter} outer iterations"
     success = False
@@ -260,72 +297,68 @@ def hoag(
     for k in range(int(max_iter)):
         eps = schedule(k)
         t0 = time.perf_counter()
-        warm_x = x if state is None else state["x"]
-        memory = None
-        if warm_memory and state is not None:
-            memory = state["memory"].copy()
-            memory.shift(problem.penalty_weights(trial_alpha)
-                         - problem.penalty_weights(state["alpha"]))
-        inner = minimize_lbfgs(
-            lambda v, a=trial_alpha: problem.inner_value_grad(v, a),
-            warm_x, tol=eps * norm_init, maxcor=maxcor, max_iter=max_inner_iter, memory=memory,
-        )
+        forward = run("forward", trial_alpha, eps)
         t_forward = time.perf_counter() - t0
 
         t1 = time.perf_counter()
         sufficient = False
-        if state is None or refresh:
+        if base is None or refresh:
             accepted = True
         else:
-            value_t = problem.outer_value_grad(inner.x, trial_alpha)[0]
-            value_tc = value_t - float(state["zc"] @ inner.jac)
-            d = trial_alpha - state["alpha"]
-            slack = (state["eps"] + eps) * abs(state["value"])
-            accepted = value_tc <= state["value_c"] + slack
-            sufficient = value_tc <= (state["value_c"] + float(state["grad"] @ d)
+            value_t = sum(r["value"] for r in forward)
+            value_tc = sum(r["value_c"] for r in forward)
+            d = trial_alpha - base["alpha"]
+            slack = (base["eps"] + eps) * abs(base["value"])
+            accepted = value_tc <= base["value_c"] + slack
+            sufficient = value_tc <= (base["value_c"] + float(base["grad"] @ d)
                                       + 0.5 * L * float(d @ d) + slack)
         if accepted:
-            hg = compute_hypergradient(
-                problem, inner.x, trial_alpha, strategy, eps=eps, memory=inner.memory,
-                init=state["z"] if (state is not None and strategy.warm_start) else None,
-            )
-            step = None if (state is None or refresh) else trial_alpha - state["alpha"]
-            # Vector for the first-order correction of outer values (see Notes).
-            zc = hg.z if strategy.approximates_inverse else inner.memory.inv_hvp(hg.grad_x)
-            state = dict(alpha=trial_alpha, x=inner.x, value=hg.value, grad=hg.grad, z=hg.z,
-                         zc=zc, value_c=hg.value - float(zc @ inner.jac), eps=eps,
-                         memory=inner.memory)
-            value, grad, n_hvp = hg.value, hg.grad, hg.n_hvp
+            backward = run("accept", trial_alpha, eps)
+            value = sum(r.value for r in backward)
+            grad = np.sum([r.grad for r in backward], axis=0)
+            n_hvp = sum(r.n_hvp for r in backward)
+            step = None if (base is None or refresh) else trial_alpha - base["alpha"]
+            prev_grad = None if base is None else base["grad"]
+            base = dict(alpha=trial_alpha, value=value, grad=grad, eps=eps,
+                        value_c=sum(f.value_c for f in folds))
             if L is None:
                 gnorm = float(np.linalg.norm(grad))
-                L = gnorm / np.sqrt(problem.n_hyper) if gnorm > 0 else 1.0
+                L = gnorm / np.sqrt(n_hyper) if gnorm > 0 else 1.0
+            elif step_rule == "secant" and step is not None:
+                y = grad - prev_grad
+                curv = float(step @ y) / float(step @ step)
+                # Positive secant curvature: a Barzilai-Borwein step. Otherwise
+                # (a sign of noise or of a concave stretch) grow the step.
+                L = curv if curv > 0 else L * step_growth
+                L = max(L, float(np.max(np.abs(grad)) / max_step))
             elif sufficient:
                 L *= step_growth
             refresh = False
         else:
-            value, grad, n_hvp, step = value_t, np.full(problem.n_hyper, np.nan), 0, None
+            value, grad, n_hvp, step = value_t, np.full(n_hyper, np.nan), 0, None
             L *= 2.0
             refresh = True
         t_backward = time.perf_counter() - t1
         clock += t_forward + t_backward
 
+        x_trial = forward[0]["inner"].x
         record = dict(
             iteration=k, alpha=trial_alpha.copy(), outer_value=float(value),
-            heldout_value=float(heldout_fn(inner.x)) if heldout_fn is not None else np.nan,
+            heldout_value=float(heldout_fn(x_trial)) if heldout_fn is not None else np.nan,
             hypergradient=grad.copy(), hypergradient_norm=float(np.linalg.norm(grad)),
             accepted=bool(accepted), time=clock, forward_time=t_forward,
-            backward_time=t_backward, inner_iter=int(inner.nit), n_hvp=int(n_hvp),
-            eps=float(eps), step_size=1.0 / L,
+            backward_time=t_backward, inner_iter=int(sum(r["inner"].nit for r in forward)),
+            n_hvp=int(n_hvp), eps=float(eps), step_size=1.0 / L,
         )
         trace.append(record)
         logger.info(
             "hoag it %d: alpha=%s outer=%.6g %s inner_iter=%d n_hvp=%d time=%.3fs",
             k, np.array2string(trial_alpha, precision=4), value,
-            "accepted" if accepted else "rejected", inner.nit, n_hvp, clock,
+            "accepted" if accepted else "rejected", record["inner_iter"], n_hvp, clock,
         )
         if callback is not None:
             try:
-                callback(OptimizeResult(x=inner.x, **record))
+                callback(OptimizeResult(x=x_trial, **record))
             except StopIteration:
                 message, success = "stopped by the callback", True
                 break
@@ -337,11 +370,11 @@ def hoag(
             message = f"stopped by the time budget max_time={max_time}s"
             break
         if refresh:
-            trial_alpha = state["alpha"]
+            trial_alpha = base["alpha"]
             continue
-        trial_alpha = np.clip(state["alpha"] - state["grad"] / L, lo, hi)
-        if np.array_equal(trial_alpha, state["alpha"]):
-            if np.all(state["grad"] == 0):
+        trial_alpha = np.clip(base["alpha"] - base["grad"] / L, lo, hi)
+        if np.array_equal(trial_alpha, base["alpha"]):
+            if np.all(base["grad"] == 0):
                 message = "converged: the hypergradient is zero"
             else:
                 message = "converged: alpha stands at a bound the hypergradient points out of"
@@ -356,10 +389,68 @@ def hoag(
                 stacklevel=2,
             )
 
+    xs = [f.x for f in folds]
     return HoagResult(
-        alpha=state["alpha"], x=state["x"], fun=state["value"], grad=state["grad"],
-        nit=len(trace), success=success, message=message, trace=trace,
+        alpha=base["alpha"], x=xs[0] if len(folds) == 1 else xs, fun=base["value"],
+        grad=base["grad"], nit=len(trace), success=success, message=message, trace=trace,
     )
+
+
+class _Fold:
+    """State of one inner problem across outer iterations.
+
+    Keeps the last accepted inner solution (warm start), its L-BFGS memory and
+    backward-pass vector, and the trial solve awaiting the accept test.
+    """
+
+    def __init__(self, problem, alpha, x0, strategy, maxcor, max_inner_iter, warm_memory):
+        self.problem = problem
+        self.strategy = strategy
+        self.maxcor = maxcor
+        self.max_inner_iter = max_inner_iter
+        self.warm_memory = warm_memory
+        self.x = problem.initial_x() if x0 is None else np.array(x0, dtype=np.float64)
+        if self.x.shape != (problem.n_params,):
+            raise ValueError(f"x0 must have shape ({problem.n_params},), got {self.x.shape}.")
+        norm = float(np.linalg.norm(problem.inner_value_grad(problem.initial_x(), alpha)[1]))
+        self.norm_init = norm if norm > 0 else 1.0
+        self.alpha = None  # alpha of the accepted state
+        self.memory = None
+        self.z = None  # backward-pass vector of the accepted state
+        self.zc = None  # vector of the first-order value correction
+        self.value_c = None
+        self.trial = None
+
+    def forward(self, alpha, eps):
+        """Inner solve at ``alpha`` from the accepted state; outer value, corrected."""
+        memory = None
+        if self.warm_memory and self.memory is not None:
+            memory = self.memory.copy()
+            memory.shift(self.problem.penalty_weights(alpha)
+                         - self.problem.penalty_weights(self.alpha))
+        inner = minimize_lbfgs(
+            lambda v: self.problem.inner_value_grad(v, alpha), self.x,
+            tol=eps * self.norm_init, maxcor=self.maxcor, max_iter=self.max_inner_iter,
+            memory=memory,
+        )
+        out = {"inner": inner, "value": None, "value_c": None}
+        if self.zc is not None:
+            value = self.problem.outer_value_grad(inner.x, alpha)[0]
+            out.update(value=value, value_c=value - float(self.zc @ inner.jac))
+        self.trial = inner
+        return out
+
+    def accept(self, alpha, eps):
+        """Make the trial solve the accepted state; return its hypergradient."""
+        inner = self.trial
+        hg = compute_hypergradient(
+            self.problem, inner.x, alpha, self.strategy, eps=eps, memory=inner.memory,
+            init=self.z if self.strategy.warm_start else None,
+        )
+        self.zc = hg.z if self.strategy.approximates_inverse else inner.memory.inv_hvp(hg.grad_x)
+        self.value_c = hg.value - float(self.zc @ inner.jac)
+        self.x, self.alpha, self.memory, self.z = inner.x, alpha, inner.memory, hg.z
+        return hg
 
 
 def hypergradient(

@@ -155,3 +155,21 @@ def test_tolerance_schedules():
     assert tolerance_schedule("exponential")(10_000) == 1e-12
     with pytest.raises(ValueError, match="decay"):
         tolerance_schedule("exponential", decay=1.5)
+
+
+def test_folds_minimise_the_sum_of_validation_losses():
+    folds = [_ridge_data(seed) for seed in (1, 2, 3)]
+    total_grad = lambda a: sum(ref_ridge(*d, a, False)[1] for d in folds)
+    alpha_star = brentq(total_grad, -5, 8, xtol=1e-12)
+    problems = [RidgeProblem(*d) for d in folds]
+    res = hoag(problems, [0.0], hypergradient="cg", max_iter=100, tol=1e-6, n_jobs=2)
+    assert res.alpha[0] == pytest.approx(alpha_star, abs=1e-3)
+    assert isinstance(res.x, list) and len(res.x) == 3
+    # With exact inner solves, value and hypergradient are the sums over the folds.
+    first = hoag(problems, [0.0], hypergradient="exact", tol_schedule="exact",
+                 max_iter=1, tol=0).trace[0]
+    assert first["outer_value"] == pytest.approx(sum(ref_ridge(*d, 0.0, False)[0] for d in folds),
+                                                 rel=1e-9)
+    assert first["hypergradient"][0] == pytest.approx(total_grad(0.0), rel=1e-7)
+    with pytest.raises(ValueError, match="heldout"):
+        hoag(problems, [0.0], heldout=lambda x: 0.0)
