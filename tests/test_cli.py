@@ -1,0 +1,173 @@
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hoag_shine.benchmark import COLUMNS, load_config, parse_seeds, read_results
+from hoag_shine.cli import main
+from hoag_shine.plotting import summarize
+
+TINY = """
+[benchmark]
+datasets = ["tiny"]
+schemes = ["shine", "cg", "grid", "random", "sklearn-cv"]
+seeds = [0, 1]
+fit_intercept = false
+
+[datasets.tiny]
+loader = "synthetic"
+n_samples = 600
+n_features = 200
+density = 0.05
+random_state = 0
+
+[schemes.shine]
+method = "hoag"
+hypergradient = "shine"
+decay = 0.78
+max_iter = 6
+
+[schemes.cg]
+label = "HOAG (CG)"
+method = "hoag"
+hypergradient = "cg"
+max_iter = 6
+
+[schemes.grid]
+method = "grid"
+n_points = 4
+
+[schemes.random]
+method = "random"
+n_points = 4
+
+[schemes.sklearn-cv]
+method = "sklearn-cv"
+Cs = 3
+cv = 3
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def test_bench_end_to_end_and_resume(tiny_config, tmp_path, capsys):
+    out = tmp_path / "out"
+    main(["bench", "--config", str(tiny_config), "--out", str(out)])
+    printed = capsys.readouterr()
+    assert "10 runs planned, 0 already done" in printed.err
+    assert "| tiny | HOAG (CG) |" in printed.out
+    assert (out / "convergence.png").stat().st_size > 10_000
+    assert (out / "benchmark.json").exists() and (out / "summary.md").exists()
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert tuple(rows[0]) == COLUMNS
+    keys = {(r["scheme"], r["seed"]) for r in rows}
+    assert len(keys) == 10
+    per_run = {}
+    for r in rows:
+        per_run.setdefault((r["scheme"], r["seed"]), []).append(r)
+    assert len(per_run[("shine", "0")]) == 6 and len(per_run[("grid", "1")]) == 4
+    assert len(per_run[("sklearn-cv", "0")]) == 1
+    for r in per_run[("shine", "0")]:
+        assert float(r["log_C"]) == -float(r["alpha"])
+        assert float(r["heldout_loss"]) > 0 and float(r["time"]) > 0
+    # Times are cumulative within a run.
+    t = [float(r["time"]) for r in per_run[("cg", "1")]]
+    assert t == sorted(t)
+
+    stamp = {p: p.stat().st_mtime_ns for p in (out / "runs").iterdir()}
+    main(["bench", "--config", str(tiny_config), "--out", str(out), "--seeds", "0-2",
+          "--schemes", "shine", "grid"])
+    printed = capsys.readouterr()
+    assert "6 runs planned, 4 already done, 2 to run" in printed.err
+    for p, m in stamp.items():
+        assert p.stat().st_mtime_ns == m  # finished runs are not redone
+
+
+def test_killed_run_leaves_readable_files_and_resumes(tiny_config, tmp_path):
+    config = tiny_config.read_text().replace("seeds = [0, 1]", "seeds = [0, 1, 2, 3, 4, 5]")
+    tiny_config.write_text(config)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "hoag_shine.cli", "bench", "--config", str(tiny_config),
+           "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = out / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(runs.glob("*.csv"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = list(runs.glob("*.csv"))
+    assert 3 <= len(finished) < 30, "the kill must land mid-benchmark"
+    for p in finished:  # every visible file is complete
+        with open(p, newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert rows and tuple(rows[0]) == COLUMNS
+    # Resuming completes the rest.
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(finished)} already done" in done.stderr
+    assert len(list(runs.glob("*.csv"))) == 30
+    assert len(read_results(out)["scheme"]) > 30
+
+
+def test_plot_command_and_summary(tiny_config, tmp_path, capsys):
+    out = tmp_path / "out"
+    main(["bench", "--config", str(tiny_config), "--out", str(out), "--schemes", "shine", "grid"])
+    fig = tmp_path / "fig.png"
+    main(["plot", str(out / "results.csv"), "-o", str(fig)])
+    assert fig.stat().st_size > 10_000
+    assert "median time to 1%" in capsys.readouterr().out
+    # Summary: the target is 1% above the best held-out loss seen on each seed.
+    cols = read_results(out)
+    rows = {r["scheme"]: r for r in summarize(cols)}
+    for s in ("shine", "grid"):
+        reached, times = 0, []
+        for seed in (0, 1):
+            m = cols["seed"] == seed
+            best = np.nanmin(cols["heldout_loss"][m])
+            mm = m & (cols["scheme"] == s)
+            hit = np.flatnonzero(cols["heldout_loss"][mm] <= 1.01 * best)
+            reached += hit.size > 0
+            times.append(cols["time"][mm][hit[0]] if hit.size else np.inf)
+        assert rows[s]["n_reached"] == reached and rows[s]["n_seeds"] == 2
+        assert rows[s]["median_time_to_target"] == np.median(times)
+
+
+def test_config_and_argument_errors(tmp_path, tiny_config):
+    assert parse_seeds("0-3,7") == [0, 1, 2, 3, 7]
+    with pytest.raises(ValueError, match="No seeds"):
+        parse_seeds(",")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TINY.replace('method = "grid"', 'method = "bayes"'))
+    with pytest.raises(ValueError, match="method must be one of"):
+        load_config(bad)
+    bad.write_text(TINY.replace('loader = "synthetic"', 'loader = "mnist"'))
+    with pytest.raises(ValueError, match="Unknown dataset 'tiny'"):
+        load_config(bad)
+    with pytest.raises(SystemExit, match="Unknown scheme 'nope'"):
+        main(["bench", "--config", str(tiny_config), "--out", str(tmp_path / "o"),
+              "--schemes", "nope"])
+    with pytest.raises(SystemExit, match="no configuration"):
+        main(["bench", "--config", "does-not-exist.toml"])
+    with pytest.raises(SystemExit, match="No results"):
+        main(["plot", str(tmp_path / "nothing")])
+
+
+def test_missing_20news_is_a_clear_cli_error(tmp_path):
+    cfg = tmp_path / "news.toml"
+    cfg.write_text(TINY.replace('datasets = ["tiny"]', 'datasets = ["20news"]'))
+    with pytest.raises(SystemExit, match="20news cache is missing"):
+        main(["bench", "--config", str(cfg), "--out", str(tmp_path / "o"),
+              "--data-home", str(tmp_path / "empty")])
