@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._utils import single_thread_blas
 from .datasets import DATASETS, load_dataset, paper_split
 from .outer import hoag
 from .problems import LogisticProblem
@@ -171,6 +172,7 @@ def _sklearn_cv(split, params, fit_intercept):
                  n_hvp=0, accepted=True)]
 
 
+@single_thread_blas
 def run_scheme(split, scheme: dict, *, fit_intercept=False, max_time=None):
     """Run one scheme on one split; return one row (dict) per outer iteration."""
     params = {k: v for k, v in scheme.items() if k not in ("method", "label")}

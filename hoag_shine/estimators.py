@@ -15,6 +15,7 @@ from sklearn.model_selection import StratifiedShuffleSplit, check_cv
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._utils import single_thread_blas
 from .hypergrad import STRATEGIES, HypergradientStrategy
 from .inner import minimize_lbfgs
 from .outer import hoag
@@ -268,6 +269,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
         return splits
 
     # -- fitting -------------------------------------------------------------
+    @single_thread_blas
     def fit(self, X, y):
         """Tune ``C`` on the validation split(s) and fit the model.
 

@@ -18,11 +18,15 @@ import warnings
 from collections import deque
 
 import numpy as np
+from scipy.linalg.blas import daxpy
 from scipy.optimize import OptimizeResult, minimize
 from scipy.sparse.linalg import LinearOperator, cg
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["InnerResult", "LbfgsMemory", "minimize_lbfgs", "newton_polish"]
+__all__ = ["InnerResult", "LbfgsMemory", "minimize_lbfgs", "minimize_lbfgs_numpy",
+           "newton_polish"]
+
+_EPS = np.finfo(np.float64).eps
 
 
 class LbfgsMemory:
@@ -77,11 +81,12 @@ class LbfgsMemory:
         y = np.array(y, dtype=np.float64)
         if self.n_params is not None and s.shape != (self.n_params,):
             raise ValueError(f"s must have shape ({self.n_params},), got {s.shape}.")
-        sy = float(s @ y)
-        if not np.isfinite(sy) or sy <= 1e-12 * float(np.linalg.norm(s) * np.linalg.norm(y)):
+        sy, yy = float(s @ y), float(y @ y)
+        # L-BFGS-B's test: keep the pair only if s.y > eps * y.y (safely positive).
+        if not (np.isfinite(sy) and np.isfinite(yy)) or sy <= _EPS * yy or sy <= 0:
             self.n_skipped += 1
             return False
-        self._pairs.append((s, y, 1.0 / sy))
+        self._pairs.append((s, y, 1.0 / sy, yy))
         return True
 
     def copy(self) -> "LbfgsMemory":
@@ -103,15 +108,15 @@ class LbfgsMemory:
         """
         pairs = list(self._pairs)
         self._pairs.clear()
-        for s, y, _ in pairs:
+        for s, y, *_ in pairs:
             self.append(s, y + delta * s)
 
     def gamma(self) -> float:
         """Scaling ``s.y / y.y`` of the newest pair (1 when the memory is empty)."""
         if not self._pairs:
             return 1.0
-        s, y, rho = self._pairs[-1]
-        return 1.0 / (rho * float(y @ y))
+        s, y, rho, yy = self._pairs[-1]
+        return 1.0 / (rho * yy)
 
     def inv_hvp(self, v, h0: float | None = None) -> np.ndarray:
         """Apply the L-BFGS inverse-Hessian estimate to ``v`` (two-loop recursion).
@@ -131,13 +136,13 @@ class LbfgsMemory:
         q = np.array(v, dtype=np.float64)
         a = np.empty(len(self._pairs))
         for i in range(len(self._pairs) - 1, -1, -1):
-            s, y, rho = self._pairs[i]
+            s, y, rho, _ = self._pairs[i]
             a[i] = rho * float(s @ q)
-            q -= a[i] * y
+            q = daxpy(y, q, a=-a[i])  # in place: q -= a_i y
         q *= self.gamma() if h0 is None else h0
-        for i, (s, y, rho) in enumerate(self._pairs):
+        for i, (s, y, rho, _) in enumerate(self._pairs):
             b = rho * float(y @ q)
-            q += (a[i] - b) * s
+            q = daxpy(s, q, a=a[i] - b)
         return q
 
 
@@ -309,3 +314,160 @@ def newton_polish(fun_grad, hessp_at, x, *, tol: float, max_steps: int = 5):
         x, g, gnorm = x_new, g_new, gnorm_new
         n_steps += 1
     return x, gnorm, n_steps
+
+
+def _wolfe_line_search(fun_grad, x, d, f0, g0, t0, *, c1=1e-4, c2=0.9, max_eval=20):
+    """Step ``t`` along ``d`` satisfying the strong Wolfe conditions.
+
+    Bracketing by doubling, then zooming by safeguarded quadratic
+    interpolation of the values (Nocedal & Wright, Algorithms 3.5-3.6).
+
+    Returns
+    -------
+    t, x_new, f_new, g_new, n_eval : the accepted step (``t = None`` when no
+        step with sufficient decrease was found within ``max_eval``
+        evaluations; then the other entries are those of ``x``).
+    """
+    gd0 = float(g0 @ d)
+    lo, f_lo, gd_lo = 0.0, f0, gd0
+    hi = np.inf
+    best = None  # best point with sufficient decrease, in case Wolfe is not met
+    t = t0
+    for n_eval in range(1, max_eval + 1):
+        x_t = x + t * d
+        f_t, g_t = fun_grad(x_t)
+        gd_t = float(g_t @ d)
+        # Near the minimiser, decreases fall under the rounding of f: accept a
+        # step that meets the approximate Wolfe conditions of Hager & Zhang.
+        if (np.isfinite(f_t) and f_t <= f0 + 1e-12 * abs(f0)
+                and (2 * c1 - 1) * gd0 >= gd_t >= c2 * gd0):
+            return t, x_t, f_t, g_t, n_eval
+        if not np.isfinite(f_t) or f_t > f0 + c1 * t * gd0 or f_t >= f_lo and lo > 0:
+            hi = t
+        else:
+            if best is None or f_t < best[2]:
+                best = (t, x_t, f_t, g_t)
+            if abs(gd_t) <= -c2 * gd0:
+                return t, x_t, f_t, g_t, n_eval
+            if gd_t * (hi - lo if np.isfinite(hi) else 1.0) >= 0:
+                hi = lo
+            lo, f_lo, gd_lo = t, f_t, gd_t
+        if not np.isfinite(hi):
+            t = 2.0 * t
+            continue
+        a, b = min(lo, hi), max(lo, hi)
+        width = b - a
+        if width <= 1e-14 * max(b, 1.0):
+            break
+        # Minimiser of the quadratic through (lo, f_lo) with slope gd_lo and (hi, f_hi).
+        f_hi = f_t if t == hi else None
+        t_new = None
+        if f_hi is not None and np.isfinite(f_hi):
+            dt = hi - lo
+            denom = 2.0 * (f_hi - f_lo - gd_lo * dt)
+            if denom > 0:
+                t_new = lo - gd_lo * dt * dt / denom
+        if t_new is None or not a + 0.1 * width <= t_new <= b - 0.1 * width:
+            t_new = 0.5 * (a + b)
+        t = t_new
+    if best is not None:
+        return (*best, n_eval)
+    return None, x, f0, g0, n_eval
+
+
+def minimize_lbfgs_numpy(
+    fun_grad,
+    x0,
+    *,
+    tol: float,
+    maxcor: int = 30,
+    max_iter: int = 1000,
+    memory: LbfgsMemory | None = None,
+    opa=None,
+) -> InnerResult:
+    """Minimise a smooth function with a NumPy L-BFGS whose memory is open.
+
+    Two-loop recursion for the direction, strong Wolfe line search, HOAG's
+    stopping test ``||grad f(x)||_2 <= tol``. Unlike SciPy's solver, it
+    *starts* from the pairs already in ``memory`` (warm memory: after an exact
+    shift, the pairs of the previous inner solve), and pairs can be inserted
+    mid-run (OPA).
+
+    Parameters
+    ----------
+    fun_grad : callable
+        ``fun_grad(x) -> (value, gradient)``.
+    x0 : ndarray of shape (n_params,)
+    tol : float
+        Absolute tolerance on the Euclidean norm of the gradient.
+    maxcor : int, default=30
+        Memory size (used when ``memory`` is None).
+    max_iter : int, default=1000
+        Iteration cap; reaching it with ``||grad|| > tol`` warns.
+    memory : LbfgsMemory, default=None
+        Starting pairs; the run appends to it (it is modified).
+    opa : (callable, int), default=None
+        Outer-problem awareness: ``(direction, freq)``. Every ``freq``
+        iterations, ``e = H_k direction(x)`` rescaled to the length of the last
+        step and ``y = grad f(x + e) - grad f(x)`` enter the memory (one extra
+        gradient), before the search direction is computed.
+
+    Returns
+    -------
+    result : InnerResult
+        As :func:`minimize_lbfgs`, plus ``n_opa`` (pairs inserted by OPA).
+    """
+    t_start = time.perf_counter()
+    x = np.array(x0, dtype=np.float64)
+    if memory is None:
+        memory = LbfgsMemory(maxcor, x.size)
+    f, g = fun_grad(x)
+    g = np.asarray(g, dtype=np.float64)
+    nfev, nit, n_opa = 1, 0, 0
+    gnorm = float(np.linalg.norm(g))
+    message = "converged: ||grad|| <= tol"
+    last_step = None
+    while gnorm > tol:
+        if nit >= max_iter:
+            message = f"reached max_iter={max_iter}"
+            break
+        if opa is not None and last_step is not None and nit % opa[1] == 0:
+            e = memory.inv_hvp(opa[0](x))
+            norm_e = float(np.linalg.norm(e))
+            if norm_e > 0:
+                e *= last_step / norm_e
+                g_e = fun_grad(x + e)[1]
+                nfev += 1
+                n_opa += memory.append(e, g_e - g)
+        d = -memory.inv_hvp(g)
+        if len(memory) == 0:
+            t0 = min(1.0, 1.0 / gnorm)
+        else:
+            t0 = 1.0
+        if not float(g @ d) < 0:  # not a descent direction: restart from the gradient
+            memory = LbfgsMemory(memory.maxlen, memory.n_params)
+            d, t0 = -g, min(1.0, 1.0 / gnorm)
+        t, x_new, f_new, g_new, n_eval = _wolfe_line_search(fun_grad, x, d, f, g, t0)
+        nfev += n_eval
+        if t is None:
+            message = "line search failed: no decrease found (precision limit?)"
+            break
+        s = x_new - x
+        memory.append(s, g_new - g)
+        last_step = float(np.linalg.norm(s))
+        x, f, g = x_new, f_new, np.asarray(g_new, dtype=np.float64)
+        gnorm = float(np.linalg.norm(g))
+        nit += 1
+    success = gnorm <= tol
+    if not success and nit >= max_iter:
+        warnings.warn(
+            f"The inner L-BFGS solver stopped after max_iter={max_iter} iterations "
+            f"with ||grad|| = {gnorm:.3g} > tol = {tol:.3g}. Increase the inner "
+            "iteration cap (max_inner_iter) or loosen the tolerance schedule.",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return InnerResult(
+        x=x, fun=float(f), jac=g, grad_norm=gnorm, nit=nit, nfev=nfev, success=success,
+        message=message, memory=memory, n_opa=n_opa, time=time.perf_counter() - t_start,
+    )

@@ -23,8 +23,9 @@ from joblib import Parallel, delayed
 from scipy.optimize import OptimizeResult
 from sklearn.exceptions import ConvergenceWarning
 
+from ._utils import single_thread_blas
 from .hypergrad import compute_hypergradient, get_strategy
-from .inner import minimize_lbfgs, newton_polish
+from .inner import minimize_lbfgs, minimize_lbfgs_numpy, newton_polish
 
 __all__ = ["HoagResult", "hoag", "hypergradient", "tolerance_schedule", "TRACE_FIELDS"]
 
@@ -127,6 +128,7 @@ def _heldout_fn(problem, heldout):
     return lambda x: problem.data_loss(x, X_h, y_h)
 
 
+@single_thread_blas
 def hoag(
     problem,
     alpha0,
@@ -146,6 +148,7 @@ def hoag(
     step_rule="hoag",
     max_step=3.0,
     warm_memory=True,
+    inner_solver="scipy",
     heldout=None,
     callback=None,
     max_time=None,
@@ -206,6 +209,12 @@ def hoag(
         Hessian diagonal (exact for an L2 penalty), so that SHINE has pairs even
         when a warm-started inner solve takes few or no iterations. ``False``
         keeps only the pairs of the current solve, as in the SHINE paper.
+    inner_solver : {"scipy", "numpy"}, default="scipy"
+        ``"scipy"``: SciPy's L-BFGS-B (:func:`~hoag_shine.inner.minimize_lbfgs`),
+        which starts each solve with an empty memory (the carried pairs serve
+        SHINE only). ``"numpy"``: the project's L-BFGS
+        (:func:`~hoag_shine.inner.minimize_lbfgs_numpy`), which starts each solve
+        from the carried pairs when ``warm_memory`` is on.
     heldout : (X, y) or callable, default=None
         Held-out data whose loss is recorded in the trace, never used by the
         optimisation; a callable ``x -> loss`` is accepted too. Its
@@ -262,6 +271,8 @@ def hoag(
         raise ValueError(f"step_growth must be in (0, 1], got {step_growth}.")
     if step_rule not in ("hoag", "secant"):
         raise ValueError(f"step_rule must be 'hoag' or 'secant', got {step_rule!r}.")
+    if inner_solver not in ("scipy", "numpy"):
+        raise ValueError(f"inner_solver must be 'scipy' or 'numpy', got {inner_solver!r}.")
     if not max_step > 0:
         raise ValueError(f"max_step must be > 0, got {max_step}.")
     schedule = tolerance_schedule(tol_schedule, eps0=eps0, decay=decay)
@@ -283,7 +294,7 @@ def hoag(
 
     clock = 0.0  # wall time of the optimisation, held-out evaluations excluded
     t_start = time.perf_counter()
-    folds = [_Fold(p, alpha, x, strategy, maxcor, max_inner_iter, warm_memory)
+    folds = [_Fold(p, alpha, x, strategy, maxcor, max_inner_iter, warm_memory, inner_solver)
              for p, x in zip(problems, x0)]
     clock += time.perf_counter() - t_start
 
@@ -403,8 +414,10 @@ class _Fold:
     backward-pass vector, and the trial solve awaiting the accept test.
     """
 
-    def __init__(self, problem, alpha, x0, strategy, maxcor, max_inner_iter, warm_memory):
+    def __init__(self, problem, alpha, x0, strategy, maxcor, max_inner_iter, warm_memory,
+                 inner_solver="scipy"):
         self.problem = problem
+        self.solve = minimize_lbfgs if inner_solver == "scipy" else minimize_lbfgs_numpy
         self.strategy = strategy
         self.maxcor = maxcor
         self.max_inner_iter = max_inner_iter
@@ -428,7 +441,7 @@ class _Fold:
             memory = self.memory.copy()
             memory.shift(self.problem.penalty_weights(alpha)
                          - self.problem.penalty_weights(self.alpha))
-        inner = minimize_lbfgs(
+        inner = self.solve(
             lambda v: self.problem.inner_value_grad(v, alpha), self.x,
             tol=eps * self.norm_init, maxcor=self.maxcor, max_iter=self.max_inner_iter,
             memory=memory,
@@ -453,6 +466,7 @@ class _Fold:
         return hg
 
 
+@single_thread_blas
 def hypergradient(
     problem,
     alpha,

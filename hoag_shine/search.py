@@ -6,12 +6,14 @@ import time
 
 import numpy as np
 
+from ._utils import single_thread_blas
 from .inner import minimize_lbfgs
 from .outer import HoagResult, _heldout_fn
 
 __all__ = ["grid_search", "random_search", "search"]
 
 
+@single_thread_blas
 def search(problem, alphas, *, tol=1e-6, maxcor=30, max_inner_iter=1000, heldout=None,
            callback=None, max_time=None):
     """Evaluate the outer criterion at the given hyperparameters, in order.

@@ -127,3 +127,43 @@ def test_iteration_cap_warns_with_the_knob():
         res = minimize_lbfgs(lambda x: prob.inner_value_grad(x, np.array([-3.0])),
                              np.zeros(prob.n_params), tol=1e-12, max_iter=3)
     assert res.nit == 3 and not res.success
+
+
+@pytest.mark.parametrize("kind", ["logistic", "ridge"])
+@pytest.mark.parametrize("alpha", [-3.0, 0.0, 2.0])
+def test_numpy_lbfgs_reaches_scipys_minimiser(kind, alpha):
+    from hoag_shine import RidgeProblem
+    from hoag_shine.inner import minimize_lbfgs_numpy
+
+    X, y = make_classification_data(300, 40, seed=1, noise=1.0)
+    if kind == "ridge":
+        y = X @ np.random.default_rng(0).standard_normal(40) + np.random.default_rng(1).standard_normal(300)
+        prob = RidgeProblem(*split(X, y, 200), fit_intercept=True)
+    else:
+        prob = LogisticProblem(*split(X, y, 200), fit_intercept=True)
+    a = np.array([alpha])
+    f = lambda x: prob.inner_value_grad(x, a)
+    ref = minimize_lbfgs(f, np.zeros(prob.n_params), tol=1e-7)
+    res = minimize_lbfgs_numpy(f, np.zeros(prob.n_params), tol=1e-7)
+    assert res.success and res.grad_norm <= 1e-7
+    np.testing.assert_allclose(res.x, ref.x, rtol=1e-5, atol=1e-6 * np.abs(ref.x).max())
+    # Started from its own final memory, the solver finishes at once from there.
+    again = minimize_lbfgs_numpy(f, res.x, tol=1e-7, memory=res.memory.copy())
+    assert again.nit == 0
+
+
+def test_numpy_lbfgs_warm_memory_saves_iterations():
+    from hoag_shine.inner import minimize_lbfgs_numpy
+
+    prob, _, _ = _logistic()
+    a0, a1 = np.array([-2.0]), np.array([-1.5])
+    first = minimize_lbfgs_numpy(lambda x: prob.inner_value_grad(x, a0),
+                                 np.zeros(prob.n_params), tol=1e-8)
+    cold = minimize_lbfgs_numpy(lambda x: prob.inner_value_grad(x, a1), first.x, tol=1e-8)
+    mem = first.memory.copy()
+    mem.shift(prob.penalty_weights(a1) - prob.penalty_weights(a0))
+    warm = minimize_lbfgs_numpy(lambda x: prob.inner_value_grad(x, a1), first.x, tol=1e-8,
+                                memory=mem)
+    assert warm.success and cold.success
+    np.testing.assert_allclose(warm.x, cold.x, rtol=1e-5, atol=1e-7)
+    assert warm.nit < cold.nit
