@@ -95,8 +95,15 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
         Range of ``C`` searched.
     step_growth : float, default=0.95
         HOAG's factor on the outer Lipschitz estimate after a good step.
+    step_rule : {"secant", "hoag"}, default="secant"
+        Outer step: safeguarded secant (Barzilai-Borwein) or HOAG's 1/L rule;
+        see :func:`hoag_shine.hoag`.
+    max_step : float, default=3.0
+        Largest change of ``log(C)`` in one secant step.
     warm_memory : bool, default=True
         Carry the exactly shifted L-BFGS pairs across outer iterations.
+    inner_solver : {"numpy", "scipy"}, default="numpy"
+        The project's L-BFGS (starts from the carried pairs) or SciPy's L-BFGS-B.
     final_tol : float, default=1e-8
         Relative gradient tolerance of the final fit(s) at the chosen ``C``.
     random_state : int, RandomState instance or None, default=None
@@ -160,9 +167,10 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
         decay=0.9,
         C_bounds=(np.exp(-12.0), np.exp(12.0)),
         step_growth=0.95,
-        step_rule="hoag",
+        step_rule="secant",
         max_step=3.0,
         warm_memory=True,
+        inner_solver="numpy",
         final_tol=1e-8,
         random_state=None,
         n_jobs=None,
@@ -187,6 +195,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
         self.step_growth = step_growth
         self.step_rule = step_rule
         self.max_step = max_step
+        self.inner_solver = inner_solver
         self.warm_memory = warm_memory
         self.final_tol = final_tol
         self.random_state = random_state
@@ -322,6 +331,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
                 bounds=(-np.log(c_max), -np.log(c_min)), maxcor=self.memory,
                 max_inner_iter=self.max_inner_iter, step_growth=self.step_growth,
                 step_rule=self.step_rule, max_step=self.max_step,
+                inner_solver=self.inner_solver,
                 warm_memory=self.warm_memory, callback=self.callback, n_jobs=self.n_jobs,
             )
         finally:

@@ -145,10 +145,10 @@ def hoag(
     maxcor=30,
     max_inner_iter=1000,
     step_growth=0.95,
-    step_rule="hoag",
+    step_rule="secant",
     max_step=3.0,
     warm_memory=True,
-    inner_solver="scipy",
+    inner_solver="numpy",
     heldout=None,
     callback=None,
     max_time=None,
@@ -195,7 +195,7 @@ def hoag(
     step_growth : float, default=0.95
         Factor applied to ``L`` after a step that passes the sufficient
         decrease test (HOAG's 0.95: steps grow by about 5%).
-    step_rule : {"hoag", "secant"}, default="hoag"
+    step_rule : {"secant", "hoag"}, default="secant"
         ``"hoag"``: ``L`` only changes by ``step_growth`` and doubling.
         ``"secant"``: after each accepted step, ``L`` is set to the secant
         curvature ``s.y / s.s`` of the last two hypergradients (a
@@ -209,7 +209,7 @@ def hoag(
         Hessian diagonal (exact for an L2 penalty), so that SHINE has pairs even
         when a warm-started inner solve takes few or no iterations. ``False``
         keeps only the pairs of the current solve, as in the SHINE paper.
-    inner_solver : {"scipy", "numpy"}, default="scipy"
+    inner_solver : {"numpy", "scipy"}, default="numpy"
         ``"scipy"``: SciPy's L-BFGS-B (:func:`~hoag_shine.inner.minimize_lbfgs`),
         which starts each solve with an empty memory (the carried pairs serve
         SHINE only). ``"numpy"``: the project's L-BFGS

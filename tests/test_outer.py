@@ -18,20 +18,26 @@ def _ridge_data(seed=0):
     return split(X, y, 70)
 
 
-def test_hoag_cg_finds_closed_form_ridge_optimum():
+@pytest.mark.parametrize("step_rule,inner_solver",
+                         [("secant", "numpy"), ("secant", "scipy"), ("hoag", "scipy")])
+def test_hoag_cg_finds_closed_form_ridge_optimum(step_rule, inner_solver):
+    # (HOAG's own rule grows its step by 5% per success until it oscillates
+    # around the optimum: it meets tol=1e-6 only by luck of the inner noise.)
     data = _ridge_data()
     grad = lambda a: ref_ridge(*data, a, False)[1]
     alpha_star = brentq(grad, -5, 8, xtol=1e-12)  # interior root of the closed form
     assert -4 < alpha_star < 7
     prob = RidgeProblem(*data)
-    res = hoag(prob, [0.0], hypergradient="cg", max_iter=100, tol=1e-6)
+    res = hoag(prob, [0.0], hypergradient="cg", max_iter=100, tol=1e-6, step_rule=step_rule,
+               inner_solver=inner_solver)
     assert res.success, res.message
     assert res.alpha[0] == pytest.approx(alpha_star, abs=1e-3)
     assert res.fun == pytest.approx(ref_ridge(*data, alpha_star, False)[0], rel=1e-5)
 
 
 @pytest.mark.parametrize("method", ["shine", "cg", "shine-refine"])
-def test_hoag_logistic_reaches_grid_best(method):
+@pytest.mark.parametrize("step_rule", ["secant", "hoag"])
+def test_hoag_logistic_reaches_grid_best(method, step_rule):
     X, y = make_classification_data(300, 40, seed=2, noise=2.0)
     data = split(X, y, 200)
     grid = np.arange(-6, 6.001, 0.02)
@@ -39,7 +45,7 @@ def test_hoag_logistic_reaches_grid_best(method):
     best = min(values)
     assert grid[0] < grid[np.argmin(values)] < grid[-1]  # interior optimum
     prob = LogisticProblem(*data)
-    res = hoag(prob, [0.0], hypergradient=method, max_iter=40)
+    res = hoag(prob, [0.0], hypergradient=method, max_iter=40, step_rule=step_rule)
     assert res.fun <= 1.01 * best
     # The returned value is the outer loss of the returned x.
     assert res.fun == pytest.approx(prob.outer_value_grad(res.x, res.alpha)[0], rel=1e-12)
@@ -82,7 +88,8 @@ def test_heldout_is_never_used():
 def test_rejected_step_is_undone():
     X, y = make_classification_data(300, 40, seed=2, noise=2.0)
     prob = LogisticProblem(*split(X, y, 200))
-    res = hoag(prob, [4.0], hypergradient="cg", max_iter=30, tol=0, step_growth=0.6)
+    res = hoag(prob, [4.0], hypergradient="cg", max_iter=30, tol=0, step_growth=0.6,
+               step_rule="hoag")
     tr = res.trace
     rejected = [i for i, r in enumerate(tr) if not r["accepted"]]
     assert rejected, "this setting (fast step growth) must provoke a rejection"
