@@ -201,8 +201,11 @@ def run_scheme(split, scheme: dict, *, fit_intercept=False, max_time=None):
     return rows
 
 
-def _run_group(config, out, dataset, seed, schemes, data_home, download):
-    """Run the given schemes on one (dataset, seed), writing each run as it finishes."""
+def _run_group(config, out, dataset, seed, schemes, data_home, download, report=None):
+    """Run the given schemes on one (dataset, seed), writing each run as it finishes.
+
+    ``report(dataset, scheme, seed, elapsed, heldout)`` is called after each run
+    when given (in-process runs); the list of those tuples is returned."""
     bench = config["benchmark"]
     loader, params = _dataset_spec(config, dataset)
     split = _load_split(loader, json.dumps(params, sort_keys=True), seed,
@@ -218,6 +221,8 @@ def _run_group(config, out, dataset, seed, schemes, data_home, download):
                      log_C=-r["alpha"])
         _atomic_write_csv(_run_file(out, dataset, name, seed), rows)
         done.append((dataset, name, seed, time.perf_counter() - t0, rows[-1]["heldout_loss"]))
+        if report is not None:
+            report(*done[-1])
     return done
 
 
@@ -282,16 +287,23 @@ def run_benchmark(config, out, *, datasets=None, schemes=None, seeds=None, n_job
     groups = {}
     for d, s, seed in todo:
         groups.setdefault((d, seed), []).append(s)
-    jobs = [delayed(_run_group)(config, out, d, seed, ss, data_home, download)
-            for (d, seed), ss in groups.items()]
     n_done = len(runs) - len(todo)
-    if jobs:
-        parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered")
-        for done in parallel(jobs):
-            for d, s, seed, elapsed, heldout in done:
-                n_done += 1
-                say(f"[{n_done}/{len(runs)}] {d} {s} seed {seed}: {elapsed:.1f}s, "
-                    f"final held-out loss {heldout:.4f}")
+
+    def report(d, s, seed, elapsed, heldout):
+        nonlocal n_done
+        n_done += 1
+        say(f"[{n_done}/{len(runs)}] {d} {s} seed {seed}: {elapsed:.1f}s, "
+            f"final held-out loss {heldout:.4f}")
+
+    if n_jobs == 1:  # in-process: a line as each run finishes
+        for (d, seed), ss in groups.items():
+            _run_group(config, out, d, seed, ss, data_home, download, report=report)
+    elif groups:
+        jobs = [delayed(_run_group)(config, out, d, seed, ss, data_home, download)
+                for (d, seed), ss in groups.items()]
+        for done in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
+            for item in done:
+                report(*item)
     rows = []
     for r in runs:
         with open(_run_file(out, *r), newline="") as f:

@@ -1,4 +1,4 @@
-"""Command line: ``hoag-shine bench | plot``."""
+"""Command line: ``hoag-shine bench | plot | inversion | perf``."""
 
 from __future__ import annotations
 
@@ -61,6 +61,117 @@ def _plot(args):
     print(f"\nfigure: {args.output}")
 
 
+def _inversion(args):
+    import numpy as np
+
+    from .diagnostics import inversion_experiment
+    from .plotting import plot_inversion
+
+    try:
+        res = inversion_experiment(dataset=args.dataset, n_runs=args.runs, alpha=args.alpha,
+                                   memory=args.memory, tol=args.tol, opa_freq=args.opa_freq,
+                                   n_train=args.n_train, data_home=args.data_home)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"hoag-shine inversion: {exc}") from None
+    plot_inversion(res, args.output, title=f"{args.dataset}: {args.n_train} samples, "
+                   f"alpha={args.alpha:g}, memory {args.memory}, {args.runs} runs")
+    print("| direction | OPA | median norm ratio | median cosine |")
+    print("|---|---|---|---|")
+    for key in ("opa", "no-opa"):
+        for kind, vals in res[key].items():
+            ratio, cos = np.median(vals, axis=0)
+            print(f"| {kind} | {'yes' if key == 'opa' else 'no'} | {ratio:.4f} | {cos:.4f} |")
+    print(f"\nfigure: {args.output}")
+
+
+def _perf(args):
+    import json
+    import time
+
+    import numpy as np
+
+    from .benchmark import read_results
+    from .datasets import load_dataset, paper_split
+    from .perf import nnz_scaling, peak_memory_mb, perf_report, yardstick
+
+    try:
+        cols = read_results(args.results)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"hoag-shine perf: {exc}") from None
+    keep = cols["dataset"] == args.dataset
+    cols = {k: v[keep] for k, v in cols.items()}
+    seeds = sorted({int(s) for s in cols["seed"]})
+    if args.seeds:
+        from .benchmark import parse_seeds
+
+        seeds = [s for s in parse_seeds(args.seeds) if s in seeds]
+    if not seeds:
+        raise SystemExit(f"hoag-shine perf: no {args.dataset} runs in {args.results}.")
+    X, y = load_dataset(args.dataset, data_home=args.data_home)
+    sticks = {}
+    for seed in seeds:
+        m = (cols["seed"] == seed) & np.isfinite(cols["heldout_loss"])
+        center = float(cols["alpha"][m][np.argmin(cols["heldout_loss"][m])])
+        t0 = time.perf_counter()
+        sticks[seed] = yardstick(paper_split(X, y, seed), round(center, 1))
+        st = sticks[seed]
+        _err(f"seed {seed}: best {st['best']:.2f} at log-lambda {st['best_alpha']:.1f}, "
+             f"floor {st['floor']:.2f}s ({time.perf_counter() - t0:.0f}s)")
+    cols["seed"] = cols["seed"].astype(int)
+    report = perf_report(cols, sticks)
+    report["yardsticks"] = {str(k): {kk: vv for kk, vv in v.items() if kk != "grid"}
+                            for k, v in sticks.items()}
+    report["peak_memory_mb"] = peak_memory_mb()
+    if args.scaling:
+        _err("nnz scaling: synthetic sets of 1e4, 1e5, 1e6 rows ...")
+        report["nnz_scaling"] = nnz_scaling()
+    report["command"] = "hoag-shine perf " + " ".join(sys.argv[2:])
+    report["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+    def fmt(v):
+        return "never" if not np.isfinite(v) else f"{v:.2f}"
+
+    per = report["per_scheme"]
+    print(f"Performance on {args.dataset}, seeds {seeds[0]}-{seeds[-1]} "
+          f"(results: {args.results}; bench command: hoag-shine bench --config "
+          f"configs/fig1_20news.toml)")
+    print(f"median floor (cold L-BFGS fit at the best log-lambda): "
+          f"{report['median_floor']:.2f}s")
+    print("| scheme | seeds reaching 1.01 x best | median time to target (s) | / floor |")
+    print("|---|---|---|---|")
+    for s, r in per.items():
+        print(f"| {s} | {r['n_reached']}/{r['n_seeds']} | {fmt(r['median_time_to_target'])} | "
+              f"{fmt(r['median_time_to_target'] / report['median_floor'])} |")
+    for key, label in (("shine_over_floor", "SHINE time to target / floor (target <= 1.0)"),
+                       ("cg_over_shine", "HOAG (CG) / SHINE time to target (target >= 2)"),
+                       ("grid_over_shine", "grid search / SHINE time to target (target >= 5)"),
+                       ("random_over_shine",
+                        "random search / SHINE time to target (target >= 5)")):
+        if key in report:
+            print(f"{label}: {fmt(report[key])}")
+    if "sklearn" in report:
+        sk = report["sklearn"]
+        print(f"LogisticRegressionCV: SHINE ends lower on {sk['shine_lower_final']}/{len(seeds)}"
+              f" seeds; time for SHINE to beat its final loss / its time: "
+              f"{sk['median_time_ratio']:.3f} (target <= 0.05)")
+    if "shine" in per:
+        print(f"SHINE backward / forward time per outer step (median): "
+              f"{per['shine']['median_backward_over_forward']:.4f} (target <= 0.01)")
+    print(f"peak resident memory of this process: {report['peak_memory_mb']:.0f} MB "
+          "(target <= 1024)")
+    if "nnz_scaling" in report:
+        sc = report["nnz_scaling"]
+        print(f"cost vs nnz: exponent {sc['exponent_inner_iteration']:.2f} per inner iteration, "
+              f"{sc['exponent_outer_step']:.2f} per outer step (nnz {sc['nnz']})")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(report, indent=2, default=float)
+    out.write_text(text)
+    with open(out.parent / "perf_history.jsonl", "a") as f:
+        f.write(json.dumps(report, default=float) + "\n")
+    print(f"\nrecord: {out} (appended to {out.parent / 'perf_history.jsonl'})")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="hoag-shine",
@@ -90,6 +201,30 @@ def build_parser():
                    help="relative target above the best held-out loss (default 0.01)")
     p.add_argument("--title")
     p.set_defaults(func=_plot)
+    f = sub.add_parser("perf", help="yardstick (best, target, floor per seed) and the "
+                       "performance ratios of a benchmark run")
+    f.add_argument("--results", default="results/fig1_20news",
+                   help="benchmark results (CSV or folder)")
+    f.add_argument("--dataset", default="20news")
+    f.add_argument("--seeds", help="subset, e.g. 0-4")
+    f.add_argument("--scaling", action="store_true",
+                   help="also measure the cost per outer step against nnz(X) (1e4-1e6 rows)")
+    f.add_argument("--data-home")
+    f.add_argument("--out", default="results/perf.json")
+    f.set_defaults(func=_perf)
+
+    i = sub.add_parser("inversion",
+                       help="quality of the L-BFGS inverse with and without OPA (Fig. 2)")
+    i.add_argument("--dataset", default="breast-cancer")
+    i.add_argument("--runs", type=int, default=100)
+    i.add_argument("--n-train", type=int, default=113)
+    i.add_argument("--alpha", type=float, default=1.0, help="log-penalty")
+    i.add_argument("--memory", type=int, default=60)
+    i.add_argument("--tol", type=float, default=1e-6)
+    i.add_argument("--opa-freq", type=int, default=5)
+    i.add_argument("--data-home")
+    i.add_argument("-o", "--output", default="inversion.png")
+    i.set_defaults(func=_inversion)
     return parser
 
 

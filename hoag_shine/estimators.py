@@ -56,8 +56,8 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
 
     Parameters
     ----------
-    hypergradient : {"shine", "shine-refine", "cg", "truncated-cg", "jacobian-free", \
-"exact"} or HypergradientStrategy, default="shine"
+    hypergradient : {"shine", "shine-opa", "shine-refine", "cg", "truncated-cg", \
+"jacobian-free", "exact"} or HypergradientStrategy, default="shine"
         How the hypergradient's inverse-Hessian-vector product is approximated.
     hypergradient_params : dict, default=None
         Constructor parameters of the strategy, e.g. ``{"max_iter": 5}``.

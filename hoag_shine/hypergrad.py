@@ -18,6 +18,8 @@ in how they get ``z``; each is a small object with one method,
 ``"shine"``               the inner L-BFGS inverse estimate (no Hessian product)
 ``"shine-refine"``        conjugate gradient warm-started at the SHINE
                           estimate, with a cap that grows as ``eps`` shrinks
+``"shine-opa"``           SHINE whose inner L-BFGS also learns the outer
+                          gradient's direction (OPA; NumPy inner solver)
 ``"jacobian-free"``       ``z = grad_x g`` (``H^{-1}`` replaced by identity)
 ========================  ==================================================
 """
@@ -39,6 +41,7 @@ __all__ = [
     "HypergradientStrategy",
     "JacobianFree",
     "Shine",
+    "ShineOPA",
     "ShineRefine",
     "TruncatedCG",
     "compute_hypergradient",
@@ -63,6 +66,8 @@ class HypergradientStrategy:
     approximates_inverse : bool
         Whether ``z`` is meant as an approximation of ``H^{-1} b`` (False for
         Jacobian-Free, which drops ``H^{-1}``).
+    uses_opa : bool
+        Whether the inner solver must insert OPA pairs (:class:`ShineOPA`).
     """
 
     name = "base"
@@ -70,6 +75,7 @@ class HypergradientStrategy:
     uses_hessp = True
     warm_start = False
     approximates_inverse = True
+    uses_opa = False
 
     def solve(self, hessp, b, *, eps, init=None, memory=None):  # pragma: no cover
         """Approximate ``H^{-1} b``.
@@ -252,6 +258,43 @@ class ShineRefine(HypergradientStrategy):
         return z, n_hvp
 
 
+class ShineOPA(Shine):
+    """SHINE with outer-problem awareness (OPA).
+
+    The backward pass is SHINE's; the difference is in the forward pass: the
+    NumPy inner L-BFGS inserts, every ``freq_k`` inner iterations, an extra
+    curvature pair along ``H_k grad_x g(x)`` (the direction SHINE will be asked
+    about), so the estimate is good where it is used. Needs
+    ``inner_solver="numpy"``.
+
+    Parameters
+    ----------
+    freq : int, default=5
+        Inner iterations between two OPA pairs at the first outer iteration.
+    speedup : int, default=10
+        Every ``speedup`` outer iterations the period is divided by one more:
+        ``freq_k = max(min_freq, freq // (1 + k // speedup))`` (the outer
+        gradient matters more as the tolerance tightens).
+    min_freq : int, default=1
+    h0 : float, default=None
+        As in :class:`Shine`.
+    """
+
+    name = "shine-opa"
+    uses_opa = True
+
+    def __init__(self, freq: int = 5, speedup: int = 10, min_freq: int = 1,
+                 h0: float | None = None):
+        super().__init__(h0=h0)
+        self.freq = freq
+        self.speedup = speedup
+        self.min_freq = min_freq
+
+    def opa_period(self, k: int) -> int:
+        """OPA period (inner iterations) at outer iteration ``k``."""
+        return max(int(self.min_freq), int(self.freq) // (1 + int(k) // int(self.speedup)))
+
+
 class JacobianFree(HypergradientStrategy):
     """Jacobian-Free backward pass: ``z = b`` (the inverse Hessian replaced by identity)."""
 
@@ -265,7 +308,8 @@ class JacobianFree(HypergradientStrategy):
 
 STRATEGIES = {
     cls.name: cls
-    for cls in (Exact, ConjugateGradient, TruncatedCG, Shine, ShineRefine, JacobianFree)
+    for cls in (Exact, ConjugateGradient, TruncatedCG, Shine, ShineRefine, ShineOPA,
+                JacobianFree)
 }
 
 

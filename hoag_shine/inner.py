@@ -29,6 +29,16 @@ __all__ = ["InnerResult", "LbfgsMemory", "minimize_lbfgs", "minimize_lbfgs_numpy
 _EPS = np.finfo(np.float64).eps
 
 
+def _warn_iteration_cap(max_iter, gnorm, tol):
+    warnings.warn(
+        f"The inner L-BFGS solver stopped after max_iter={max_iter} iterations "
+        f"with ||grad|| = {gnorm:.3g} > tol = {tol:.3g}. Increase the inner "
+        "iteration cap (max_inner_iter) or loosen the tolerance schedule.",
+        ConvergenceWarning,
+        stacklevel=3,
+    )
+
+
 class LbfgsMemory:
     """Curvature pairs of an L-BFGS run, oldest first.
 
@@ -255,13 +265,7 @@ def minimize_lbfgs(
             message = str(res.message)
     success = gnorm <= tol
     if not success and state["nit"] >= max_iter:
-        warnings.warn(
-            f"The inner L-BFGS solver stopped after max_iter={max_iter} iterations "
-            f"with ||grad|| = {gnorm:.3g} > tol = {tol:.3g}. Increase the inner "
-            "iteration cap (max_inner_iter) or loosen the tolerance schedule.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+        _warn_iteration_cap(max_iter, gnorm, tol)
     return InnerResult(
         x=state["x"], fun=state["f"], jac=state["g"], grad_norm=gnorm, nit=state["nit"],
         nfev=nfev, success=success, message=message, memory=memory,
@@ -384,6 +388,7 @@ def minimize_lbfgs_numpy(
     max_iter: int = 1000,
     memory: LbfgsMemory | None = None,
     opa=None,
+    callback=None,
 ) -> InnerResult:
     """Minimise a smooth function with a NumPy L-BFGS whose memory is open.
 
@@ -411,6 +416,9 @@ def minimize_lbfgs_numpy(
         iterations, ``e = H_k direction(x)`` rescaled to the length of the last
         step and ``y = grad f(x + e) - grad f(x)`` enter the memory (one extra
         gradient), before the search direction is computed.
+    callback : callable, default=None
+        ``callback(x)`` after each iteration; raising ``StopIteration`` stops
+        the solve (``message`` says so).
 
     Returns
     -------
@@ -458,15 +466,15 @@ def minimize_lbfgs_numpy(
         x, f, g = x_new, f_new, np.asarray(g_new, dtype=np.float64)
         gnorm = float(np.linalg.norm(g))
         nit += 1
+        if callback is not None:
+            try:
+                callback(x)
+            except StopIteration:
+                message = "stopped by the callback"
+                break
     success = gnorm <= tol
     if not success and nit >= max_iter:
-        warnings.warn(
-            f"The inner L-BFGS solver stopped after max_iter={max_iter} iterations "
-            f"with ||grad|| = {gnorm:.3g} > tol = {tol:.3g}. Increase the inner "
-            "iteration cap (max_inner_iter) or loosen the tolerance schedule.",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
+        _warn_iteration_cap(max_iter, gnorm, tol)
     return InnerResult(
         x=x, fun=float(f), jac=g, grad_norm=gnorm, nit=nit, nfev=nfev, success=success,
         message=message, memory=memory, n_opa=n_opa, time=time.perf_counter() - t_start,

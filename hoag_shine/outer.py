@@ -166,7 +166,8 @@ def hoag(
         Starting log-penalties.
     hypergradient : str or HypergradientStrategy, default="shine"
         How to approximate the inverse-Hessian-vector product: "shine",
-        "shine-refine", "cg", "truncated-cg", "jacobian-free" or "exact".
+        "shine-refine", "shine-opa", "cg", "truncated-cg", "jacobian-free" or
+        "exact".
     hypergradient_params : dict, default=None
         Constructor parameters of the strategy (e.g. ``{"max_iter": 5}``).
     max_iter : int, default=30
@@ -418,6 +419,11 @@ class _Fold:
                  inner_solver="scipy"):
         self.problem = problem
         self.solve = minimize_lbfgs if inner_solver == "scipy" else minimize_lbfgs_numpy
+        if strategy.uses_opa and inner_solver != "numpy":
+            raise ValueError(f"hypergradient={strategy.name!r} inserts curvature pairs during "
+                             "the inner solve, which SciPy's L-BFGS-B cannot do: use "
+                             "inner_solver='numpy'.")
+        self.n_solves = 0
         self.strategy = strategy
         self.maxcor = maxcor
         self.max_inner_iter = max_inner_iter
@@ -441,11 +447,16 @@ class _Fold:
             memory = self.memory.copy()
             memory.shift(self.problem.penalty_weights(alpha)
                          - self.problem.penalty_weights(self.alpha))
+        kwargs = {}
+        if self.strategy.uses_opa:
+            kwargs["opa"] = (lambda v: self.problem.outer_value_grad(v, alpha)[1],
+                             self.strategy.opa_period(self.n_solves))
         inner = self.solve(
             lambda v: self.problem.inner_value_grad(v, alpha), self.x,
             tol=eps * self.norm_init, maxcor=self.maxcor, max_iter=self.max_inner_iter,
-            memory=memory,
+            memory=memory, **kwargs,
         )
+        self.n_solves += 1
         out = {"inner": inner, "value": None, "value_c": None}
         if self.zc is not None:
             value = self.problem.outer_value_grad(inner.x, alpha)[0]

@@ -129,7 +129,8 @@ def plot_convergence(results, path, *, title=None):
     runs = _runs(cols)
     datasets = list(dict.fromkeys(cols["dataset"]))
     schemes = list(dict.fromkeys(cols["scheme"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(max(8.5, 6.5 * len(datasets)), 5.5),
+                             squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, d in zip(axes[0], datasets):
         keys = [k for k in runs if k[0] == d]
@@ -174,6 +175,45 @@ def plot_convergence(results, path, *, title=None):
         ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return fig
+
+
+def plot_inversion(results, path, *, title=None):
+    """Norm ratio against cosine of the L-BFGS inverse, per direction kind (Fig. 2, right).
+
+    Parameters
+    ----------
+    results : dict
+        From :func:`hoag_shine.diagnostics.inversion_experiment`.
+    path : str or Path
+    title : str, default=None
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    colors = {"prescribed": "tab:red", "krylov": "tab:blue", "random": "tab:green"}
+    markers = {"opa": "o", "no-opa": "x"}
+    for key, per in results.items():
+        for kind, vals in per.items():
+            ax.scatter(vals[:, 1], vals[:, 0], s=18, alpha=0.6, c=colors[kind],
+                       marker=markers[key], label=f"{kind}, {'OPA' if key == 'opa' else 'no OPA'}")
+    ax.axhline(1.0, color="k", lw=0.8, ls=":")
+    ax.axvline(1.0, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("cosine(L-BFGS inverse . d, exact inverse . d)")
+    ax.set_ylabel("||L-BFGS inverse . d|| / ||exact inverse . d||")
+    ax.set_title(title or "Inversion quality of the L-BFGS memory")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -124,7 +124,8 @@ def test_killed_run_leaves_readable_files_and_resumes(tiny_config, tmp_path):
 
 def test_plot_command_and_summary(tiny_config, tmp_path, capsys):
     out = tmp_path / "out"
-    main(["bench", "--config", str(tiny_config), "--out", str(out), "--schemes", "shine", "grid"])
+    main(["bench", "--config", str(tiny_config), "--out", str(out), "--schemes", "shine", "grid",
+          "--n-jobs", "2"])
     fig = tmp_path / "fig.png"
     main(["plot", str(out / "results.csv"), "-o", str(fig)])
     assert fig.stat().st_size > 10_000

@@ -74,7 +74,8 @@ def _breast_cancer_grid(seed):
 
 
 @pytest.mark.parametrize("hypergradient",
-                         ["shine", "shine-refine", "cg", "truncated-cg", "jacobian-free", "exact"])
+                         ["shine", "shine-opa", "shine-refine", "cg", "truncated-cg",
+                          "jacobian-free", "exact"])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_breast_cancer_validation_loss_within_one_percent_of_grid(hypergradient, seed):
     """The loss on data the model was not fitted on, at the chosen C, is within 1%
