@@ -398,7 +398,7 @@ def hoag(
                 f"HOAG did not meet its stopping test (step <= tol={tol}) within "
                 f"max_iter={max_iter} outer iterations; increase max_iter or tol.",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,  # hoag <- single_thread_blas wrapper <- caller
             )
 
     xs = [f.x for f in folds]
