@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hoag_shine.benchmark import COLUMNS, load_config, parse_seeds, read_results
+from hoag_shine.benchmark import COLUMNS, load_config, parse_seeds, plan_runs, read_results
 from hoag_shine.cli import main
 from hoag_shine.plotting import summarize
 
@@ -172,3 +172,11 @@ def test_missing_20news_is_a_clear_cli_error(tmp_path):
     with pytest.raises(SystemExit, match="20news cache is missing"):
         main(["bench", "--config", str(cfg), "--out", str(tmp_path / "o"),
               "--data-home", str(tmp_path / "empty")])
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs")
+                                        .glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_configurations_load(path):
+    config = load_config(path)
+    runs = plan_runs(config)
+    assert runs and {s for _, s, _ in runs} == set(config["benchmark"]["schemes"])
