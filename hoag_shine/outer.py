@@ -4,12 +4,13 @@ Pedregosa, "Hyperparameter optimization with approximate gradient", ICML 2016.
 Each outer iteration solves the inner problem to a tolerance that shrinks
 along a schedule, computes an approximate hypergradient with one of the
 strategies of :mod:`hoag_shine.hypergrad`, and takes a projected gradient step
-on ``alpha`` of size ``1 / L``. ``L`` is adapted by a sufficient-decrease test
-on the outer value: a step that passes it makes the next steps longer; a step
-that fails it is undone (``alpha``, ``x`` and the hypergradient go back to
-the last accepted point), ``L`` doubles, and the last accepted point is solved
-again at the next, tighter tolerance, so that its outer value and hypergradient
-are not stale when the shorter step is taken from it.
+on ``alpha`` of size ``1 / L``. ``L`` comes from the secant of the last two
+hypergradients (default) or from HOAG's rule (longer steps after a sufficient
+decrease). A step that increases the outer value is undone (``alpha``, ``x``
+and the hypergradient go back to the last accepted point), ``L`` doubles, and
+the last accepted point is solved again at the next, tighter tolerance, so
+that its outer value and hypergradient are not stale when the shorter step is
+taken from it.
 """
 
 from __future__ import annotations
@@ -236,24 +237,29 @@ def hoag(
 
     Notes
     -----
-    The step rule is HOAG's, with outer values ``G`` corrected for the
-    inexactness of the inner solutions. A step from ``alpha_k`` to ``alpha_t``
-    is accepted when the outer value does not increase,
-    ``G(alpha_t) <= G(alpha_k) + m``, and the next steps grow (``L`` times
-    ``step_growth``) when the decrease is sufficient::
+    Each step is ``alpha - grad / L``, projected onto the bounds. A step from
+    ``alpha_k`` to ``alpha_t`` is accepted when the outer value does not
+    increase, ``G(alpha_t) <= G(alpha_k) + m``; otherwise it is undone, ``L``
+    doubles and the last accepted point is solved again at the next tolerance.
+    With ``step_rule="hoag"``, an accepted step makes the next ones longer
+    (``L`` times ``step_growth``) when the decrease is sufficient::
 
         G(alpha_t) <= G(alpha_k) + grad_k . (alpha_t - alpha_k)
                       + (L / 2) ||alpha_t - alpha_k||^2 + m
 
-    Otherwise the step is undone and ``L`` doubles. ``G = g(x) - z_k . grad_x
-    h(x)`` is the outer value corrected to first order for the inner solution's
-    error (a Newton step on the inner problem seen through the outer gradient;
-    ``z_k ~= H^{-1} grad_x g`` is the backward-pass vector of the last accepted
-    point, or the L-BFGS estimate for Jacobian-Free), and ``m = (eps_k + eps_t)
-    |g(alpha_k)|`` a margin for what the correction misses. Comparing raw
-    values of inexact inner solutions rejects good steps and accepts bad
-    ones. The first ``L`` is ``||grad_0|| / sqrt(n_hyper)``: the first step moves each
-    log-penalty by about one.
+    With ``step_rule="secant"``, ``L`` becomes the secant curvature of the last
+    two hypergradients (when positive), capped so that no coordinate moves by
+    more than ``max_step``.
+
+    ``G = g(x) - z_k . grad_x h(x)`` is the outer value corrected to first
+    order for the inner solution's error (a Newton step on the inner problem
+    seen through the outer gradient; ``z_k ~= H^{-1} grad_x g`` is the
+    backward-pass vector of the last accepted point, or the L-BFGS estimate for
+    Jacobian-Free), and ``m = (eps_k + eps_t) |g(alpha_k)|`` a margin for what
+    the correction misses. Comparing raw values of inexact inner solutions
+    rejects good steps and accepts bad ones. The first ``L`` is
+    ``||grad_0|| / sqrt(n_hyper)``: the first step moves each log-penalty by
+    about one.
     """
     strategy = get_strategy(hypergradient, **(hypergradient_params or {}))
     problems = list(problem) if isinstance(problem, (list, tuple)) else [problem]
