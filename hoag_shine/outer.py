@@ -148,6 +148,7 @@ def hoag(
     step_growth=0.95,
     step_rule="secant",
     max_step=3.0,
+    first_step=1.0,
     warm_memory=True,
     inner_solver="numpy",
     heldout=None,
@@ -205,6 +206,9 @@ def hoag(
         ``max_step`` and the rejection doubling keep it safe.
     max_step : float, default=3.0
         Largest move of any log-penalty in one step (``"secant"`` rule only).
+    first_step : float, default=1.0
+        Length (Euclidean, divided by ``sqrt(n_hyper)``) of the first step: the
+        first ``L`` is ``||grad_0|| / (sqrt(n_hyper) * first_step)``.
     warm_memory : bool, default=True
         Carry the L-BFGS curvature pairs from one inner solve to the next, each
         ``y_i`` shifted by ``(w_new - w_old) * s_i`` where ``w`` is the penalty's
@@ -258,8 +262,8 @@ def hoag(
     Jacobian-Free), and ``m = (eps_k + eps_t) |g(alpha_k)|`` a margin for what
     the correction misses. Comparing raw values of inexact inner solutions
     rejects good steps and accepts bad ones. The first ``L`` is
-    ``||grad_0|| / sqrt(n_hyper)``: the first step moves each log-penalty by
-    about one.
+    ``||grad_0|| / (sqrt(n_hyper) first_step)``: by default the first step
+    moves each log-penalty by about one.
     """
     strategy = get_strategy(hypergradient, **(hypergradient_params or {}))
     problems = list(problem) if isinstance(problem, (list, tuple)) else [problem]
@@ -280,6 +284,8 @@ def hoag(
         raise ValueError(f"step_rule must be 'hoag' or 'secant', got {step_rule!r}.")
     if inner_solver not in ("scipy", "numpy"):
         raise ValueError(f"inner_solver must be 'scipy' or 'numpy', got {inner_solver!r}.")
+    if not first_step > 0:
+        raise ValueError(f"first_step must be > 0, got {first_step}.")
     if not max_step > 0:
         raise ValueError(f"max_step must be > 0, got {max_step}.")
     schedule = tolerance_schedule(tol_schedule, eps0=eps0, decay=decay)
@@ -341,7 +347,7 @@ def hoag(
                         value_c=sum(f.value_c for f in folds))
             if L is None:
                 gnorm = float(np.linalg.norm(grad))
-                L = gnorm / np.sqrt(n_hyper) if gnorm > 0 else 1.0
+                L = gnorm / (np.sqrt(n_hyper) * first_step) if gnorm > 0 else 1.0
             elif step_rule == "secant" and step is not None:
                 y = grad - prev_grad
                 curv = float(step @ y) / float(step @ step)

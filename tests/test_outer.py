@@ -180,3 +180,13 @@ def test_folds_minimise_the_sum_of_validation_losses():
     assert first["hypergradient"][0] == pytest.approx(total_grad(0.0), rel=1e-7)
     with pytest.raises(ValueError, match="heldout"):
         hoag(problems, [0.0], heldout=lambda x: 0.0)
+
+
+@pytest.mark.parametrize("first_step", [0.5, 1.0, 3.0])
+def test_first_step_length(first_step):
+    X, y = make_classification_data(200, 20, seed=3)
+    prob = LogisticProblem(*split(X, y, 150))
+    res = hoag(prob, [0.0], max_iter=2, tol=0, first_step=first_step, bounds=(-10, 10))
+    assert abs(res.trace[1]["alpha"][0] - res.trace[0]["alpha"][0]) == pytest.approx(first_step)
+    with pytest.raises(ValueError, match="first_step"):
+        hoag(prob, [0.0], first_step=0.0)
