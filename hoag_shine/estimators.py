@@ -102,6 +102,8 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
         see :func:`hoag_shine.hoag`.
     max_step : float, default=3.0
         Largest change of ``log(C)`` in one secant step.
+    first_step : float, default=1.0
+        Change of ``log(C)`` in the first step.
     warm_memory : bool, default=True
         Carry the exactly shifted L-BFGS pairs across outer iterations.
     inner_solver : {"numpy", "scipy"}, default="numpy"
@@ -171,6 +173,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
         step_growth=0.95,
         step_rule="secant",
         max_step=3.0,
+        first_step=1.0,
         warm_memory=True,
         inner_solver="numpy",
         final_tol=1e-8,
@@ -197,6 +200,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
         self.step_growth = step_growth
         self.step_rule = step_rule
         self.max_step = max_step
+        self.first_step = first_step
         self.inner_solver = inner_solver
         self.warm_memory = warm_memory
         self.final_tol = final_tol
@@ -246,6 +250,12 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
         _check_number("eps0", self.eps0, low=0, high=1, low_open=True)
         _check_number("decay", self.decay, low=0, high=1, low_open=True)
         _check_number("step_growth", self.step_growth, low=0, high=1, low_open=True)
+        _check_number("max_step", self.max_step, low=0, low_open=True)
+        _check_number("first_step", self.first_step, low=0, low_open=True)
+        if self.step_rule not in ("secant", "hoag"):
+            raise ValueError(f"step_rule must be 'secant' or 'hoag', got {self.step_rule!r}.")
+        if self.inner_solver not in ("numpy", "scipy"):
+            raise ValueError(f"inner_solver must be 'numpy' or 'scipy', got {self.inner_solver!r}.")
         _check_number("final_tol", self.final_tol, low=0, low_open=True)
         _check_number("verbose", self.verbose, low=0, integer=True)
 
@@ -332,7 +342,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
                 eps0=self.eps0, decay=self.decay,
                 bounds=(-np.log(c_max), -np.log(c_min)), maxcor=self.memory,
                 max_inner_iter=self.max_inner_iter, step_growth=self.step_growth,
-                step_rule=self.step_rule, max_step=self.max_step,
+                step_rule=self.step_rule, max_step=self.max_step, first_step=self.first_step,
                 inner_solver=self.inner_solver,
                 warm_memory=self.warm_memory, callback=self.callback, n_jobs=self.n_jobs,
             )
