@@ -115,7 +115,9 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
     n_jobs : int, default=None
         Folds solved in parallel (threads).
     verbose : int, default=0
-        ``> 0`` logs each outer iteration (logger ``"hoag_shine"``, level INFO).
+        ``> 0`` logs each outer iteration (logger ``"hoag_shine"``, level INFO)
+        to stderr, unless that logger already has handlers of the
+        application's.
     callback : callable, default=None
         Passed to :func:`hoag_shine.hoag`; raise ``StopIteration`` to stop.
 
@@ -329,10 +331,15 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
         problems = [LogisticProblem(X[tr], y[tr], X[va], y[va], fit_intercept=self.fit_intercept)
                     for tr, va in splits]
         c_min, c_max = self.C_bounds
+        # verbose > 0: the outer loop's INFO records go to stderr for this fit,
+        # unless the application already configured the "hoag_shine" logger.
         logger = logging.getLogger("hoag_shine")
-        old_level = logger.level
+        old_level, handler = logger.level, None
         if self.verbose:
             logger.setLevel(logging.INFO)
+            if not logger.handlers:
+                handler = logging.StreamHandler()
+                logger.addHandler(handler)
         try:
             res = hoag(
                 problems, np.array([-np.log(self.C0)]),
@@ -348,6 +355,8 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
             )
         finally:
             logger.setLevel(old_level)
+            if handler is not None:
+                logger.removeHandler(handler)
         self.hoag_result_ = res
         self.alpha_ = float(res.alpha[0])
         self.C_ = float(np.exp(-self.alpha_))

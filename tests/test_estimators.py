@@ -159,3 +159,12 @@ def test_outer_non_convergence_is_a_warning():
     X, y = make_classification_data(200, 8, seed=2)
     with pytest.warns(ConvergenceWarning, match="max_iter"):
         ShineLogisticRegressionCV(max_iter=2, tol=1e-9, random_state=0).fit(X, y)
+
+
+def test_verbose_logs_each_outer_iteration(capsys):
+    X, y = make_classification_data(150, 5, seed=1)
+    clf = ShineLogisticRegressionCV(verbose=1, max_iter=3, tol=0, random_state=0).fit(X, y)
+    err = capsys.readouterr().err
+    assert err.count("hoag it ") == clf.n_iter_ == 3
+    ShineLogisticRegressionCV(max_iter=3, tol=0, random_state=0).fit(X, y)
+    assert "hoag it" not in capsys.readouterr().err  # quiet by default, handler removed
