@@ -10,7 +10,7 @@ from .estimators import ShineLogisticRegressionCV
 from .hypergrad import HypergradientStrategy, get_strategy
 from .inner import InnerResult, LbfgsMemory, minimize_lbfgs
 from .outer import HoagResult, hoag, hypergradient, tolerance_schedule
-from .problems import BilevelProblem, LogisticProblem, RidgeProblem
+from .problems import BilevelProblem, LogisticProblem, MultinomialLogisticProblem, RidgeProblem
 
 __version__ = "0.1.0.dev0"
 
@@ -21,6 +21,7 @@ __all__ = [
     "InnerResult",
     "LbfgsMemory",
     "LogisticProblem",
+    "MultinomialLogisticProblem",
     "RidgeProblem",
     "ShineLogisticRegressionCV",
     "get_strategy",

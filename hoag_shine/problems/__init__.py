@@ -2,6 +2,7 @@
 
 from .base import BilevelProblem, L2Penalty, LinearModelProblem
 from .logistic import LogisticProblem
+from .multinomial import MultinomialLogisticProblem
 from .ridge import RidgeProblem
 
 __all__ = [
@@ -9,5 +10,6 @@ __all__ = [
     "L2Penalty",
     "LinearModelProblem",
     "LogisticProblem",
+    "MultinomialLogisticProblem",
     "RidgeProblem",
 ]

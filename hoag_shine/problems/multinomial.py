@@ -1,0 +1,145 @@
+"""Multinomial (softmax) logistic regression with one penalty per class."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import logsumexp, softmax
+
+from .base import BilevelProblem, L2Penalty, _check_target, _check_X
+
+__all__ = ["MultinomialLogisticProblem"]
+
+
+class MultinomialLogisticProblem(BilevelProblem):
+    """Tune the L2 penalties of softmax regression on a validation set.
+
+    Inner objective, with ``Z = X W + 1 b^T`` (``W`` of shape (n_features,
+    n_classes))::
+
+        h(x, alpha) = sum_i [logsumexp(Z_i) - Z_{i, y_i}]
+                      + 0.5 * sum_k exp(alpha_k) ||W[:, k]||^2
+
+    (``penalty="per-class"``: one hyperparameter per class), or a single
+    ``alpha`` for all of ``W`` (``penalty="shared"``). Outer criterion: the
+    cross-entropy (a sum) on the validation data.
+
+    ``x`` is ``W`` flattened row by row (``W[j, k]`` at ``j * n_classes + k``),
+    followed with ``fit_intercept=True`` by the intercepts of classes 1 to
+    K - 1 (class 0's is fixed at 0: the softmax is unchanged by adding a
+    constant to every intercept, so with all K free the inner Hessian would be
+    singular and the implicit function theorem would not apply).
+
+    Parameters
+    ----------
+    X_train : {ndarray, sparse matrix} of shape (n_train, n_features)
+    y_train : array-like of shape (n_train,)
+        At least two classes, of any label type.
+    X_val : {ndarray, sparse matrix} of shape (n_val, n_features)
+    y_val : array-like of shape (n_val,)
+    fit_intercept : bool, default=False
+    penalty : {"per-class", "shared"}, default="per-class"
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    n_params : int
+    n_hyper : int
+    """
+
+    def __init__(self, X_train, y_train, X_val, y_val, *, fit_intercept=False,
+                 penalty="per-class"):
+        self.X_train = _check_X(X_train, "X_train")
+        p = self.X_train.shape[1]
+        self.X_val = _check_X(X_val, "X_val", n_features=p)
+        y_train = _check_target(y_train, "y_train", self.X_train.shape[0])
+        y_val = _check_target(y_val, "y_val", self.X_val.shape[0])
+        self.classes_ = np.unique(y_train)
+        K = len(self.classes_)
+        if K < 2:
+            raise ValueError(f"MultinomialLogisticProblem needs at least two classes in y_train, "
+                             f"got {self.classes_.tolist()}.")
+        if penalty not in ("per-class", "shared"):
+            raise ValueError(f"penalty must be 'per-class' or 'shared', got {penalty!r}.")
+        self.penalty_kind = penalty
+        self.n_features, self.n_classes = p, K
+        self.fit_intercept = bool(fit_intercept)
+        self.n_params = p * K + (K - 1) * int(self.fit_intercept)
+        groups = np.tile(np.arange(K), p) if penalty == "per-class" else None
+        self.penalty = L2Penalty(p * K, self.n_params, groups)
+        self.n_hyper = self.penalty.n_groups
+        self.y_train = self.encode(y_train, "y_train")
+        self.y_val = self.encode(y_val, "y_val")
+
+    def encode(self, y, name="y") -> np.ndarray:
+        """Class indices (positions in ``classes_``)."""
+        y = np.asarray(y)
+        unknown = ~np.isin(y, self.classes_)
+        if np.any(unknown):
+            raise ValueError(f"{name} contains labels {np.unique(y[unknown])[:5].tolist()} that "
+                             f"are not among the training classes {self.classes_.tolist()}.")
+        return np.searchsorted(self.classes_, y)
+
+    def _split(self, x):
+        p, K = self.n_features, self.n_classes
+        W = x[: p * K].reshape(p, K)
+        b = np.zeros(K)
+        if self.fit_intercept:
+            b[1:] = x[p * K:]
+        return W, b
+
+    def decision_function(self, x, X) -> np.ndarray:
+        """Scores ``X W + b``, shape (n_samples, n_classes)."""
+        W, b = self._split(x)
+        return np.asarray(X @ W) + b
+
+    def _adjoint(self, X, R):
+        """Gradient in ``x`` of ``sum(R * Z)`` with ``Z = X W + b``."""
+        out = np.empty(self.n_params)
+        pk = self.n_features * self.n_classes
+        out[:pk] = np.asarray(X.T @ R).ravel()
+        if self.fit_intercept:
+            out[pk:] = R[:, 1:].sum(axis=0)
+        return out
+
+    def _loss_grad(self, x, X, yi):
+        Z = self.decision_function(x, X)
+        lse = logsumexp(Z, axis=1)
+        value = float(np.sum(lse - Z[np.arange(len(yi)), yi]))
+        R = np.exp(Z - lse[:, None])
+        R[np.arange(len(yi)), yi] -= 1.0
+        return value, self._adjoint(X, R)
+
+    def data_loss(self, x, X, y) -> float:
+        """Cross-entropy (sum over rows) of ``x`` on ``(X, y)``."""
+        X = _check_X(X, "X", n_features=self.n_features)
+        yi = self.encode(np.asarray(y))
+        Z = self.decision_function(x, X)
+        return float(np.sum(logsumexp(Z, axis=1) - Z[np.arange(len(yi)), yi]))
+
+    def inner_value_grad(self, x, alpha):
+        weights = self.penalty.weights(alpha)
+        value, grad = self._loss_grad(x, self.X_train, self.y_train)
+        return value + self.penalty.value(x, weights), grad + weights * x
+
+    def inner_hessp(self, x, alpha):
+        X = self.X_train
+        weights = self.penalty.weights(alpha)
+        P = softmax(self.decision_function(x, X), axis=1)
+
+        def one(v):
+            V, c = self._split(v)
+            D = np.asarray(X @ V) + c
+            R = P * (D - np.sum(P * D, axis=1, keepdims=True))
+            return self._adjoint(X, R) + weights * v
+
+        def hessp(v):
+            v = np.asarray(v, dtype=np.float64)
+            if v.ndim == 1:
+                return one(v)
+            return np.column_stack([one(col) for col in v.T])
+
+        return hessp
+
+    def outer_value_grad(self, x, alpha):
+        value, grad = self._loss_grad(x, self.X_val, self.y_val)
+        return value, grad, np.zeros(self.n_hyper)
