@@ -8,18 +8,18 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import expit, log_expit
+from scipy.special import expit, log_expit, log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import StratifiedShuffleSplit, check_cv
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
 from ._utils import single_thread_blas
 from .hypergrad import STRATEGIES, HypergradientStrategy
 from .inner import minimize_lbfgs
 from .outer import hoag
-from .problems import LogisticProblem
+from .problems import LogisticProblem, MultinomialLogisticProblem
 
 __all__ = ["ShineLogisticRegressionCV"]
 
@@ -43,8 +43,8 @@ def _check_number(name, value, *, low=None, high=None, integer=False, low_open=F
 class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
     """L2 logistic regression whose C is tuned by hypergradient descent (HOAG + SHINE).
 
-    A drop-in alternative to :class:`sklearn.linear_model.LogisticRegressionCV`
-    for binary targets: instead of fitting a grid of ``C`` values, it follows
+    A drop-in alternative to :class:`sklearn.linear_model.LogisticRegressionCV`:
+    instead of fitting a grid of ``C`` values, it follows
     the gradient of the validation loss with respect to ``log(1 / C)``,
     computed by the implicit function theorem. With ``hypergradient="shine"``
     the inverse-Hessian-vector product it needs comes for free from the inner
@@ -52,7 +52,10 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
 
     The model minimises ``sum_i log(1 + exp(-y_i (x_i . w + b))) + ||w||^2 / (2 C)``
     (scikit-learn's ``LogisticRegression`` objective), and ``C`` is chosen to
-    minimise the summed log-loss on the validation split(s).
+    minimise the summed log-loss on the validation split(s). With three classes
+    or more the model is multinomial (softmax), with one ``C`` shared by all
+    classes or one per class (``multi_class_C``); with two, ``penalty_groups``
+    gives one ``C`` per group of features.
 
     Parameters
     ----------
@@ -120,16 +123,26 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
         application's.
     callback : callable, default=None
         Passed to :func:`hoag_shine.hoag`; raise ``StopIteration`` to stop.
+    multi_class_C : {"shared", "per-class"}, default="shared"
+        With three classes or more: one ``C`` for the whole multinomial model,
+        or one per class (the penalty on that class's coefficient column).
+    penalty_groups : array-like of int of shape (n_features,), default=None
+        Binary targets only: the group of each feature, one ``C`` per group
+        (``np.arange(n_features)``: one per feature).
 
     Attributes
     ----------
-    C_ : float
-        Chosen inverse regularisation strength.
-    alpha_ : float
-        ``log(1 / C_)``, the log-penalty the outer loop optimised.
-    coef_ : ndarray of shape (1, n_features)
-    intercept_ : ndarray of shape (1,)
-    classes_ : ndarray of shape (2,)
+    C_ : float or ndarray of shape (n_hyper,)
+        Chosen inverse regularisation strength(s): a float for one ``C``, an
+        array with per-class or per-group ``C``.
+    alpha_ : float or ndarray of shape (n_hyper,)
+        ``log(1 / C_)``, the log-penalties the outer loop optimised.
+    coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
+    intercept_ : ndarray of shape (1,) or (n_classes,)
+        With several classes, class 0's intercept is 0 (the softmax is
+        unchanged by a common shift; fixing one keeps the problem strictly
+        convex).
+    classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Defined only when ``X`` has string feature names.
@@ -183,6 +196,8 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
         n_jobs=None,
         verbose=0,
         callback=None,
+        multi_class_C="shared",
+        penalty_groups=None,
     ):
         self.hypergradient = hypergradient
         self.hypergradient_params = hypergradient_params
@@ -210,10 +225,11 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
         self.callback = callback
+        self.multi_class_C = multi_class_C
+        self.penalty_groups = penalty_groups
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
         tags.input_tags.sparse = True
         return tags
 
@@ -260,6 +276,9 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
             raise ValueError(f"inner_solver must be 'numpy' or 'scipy', got {self.inner_solver!r}.")
         _check_number("final_tol", self.final_tol, low=0, low_open=True)
         _check_number("verbose", self.verbose, low=0, integer=True)
+        if self.multi_class_C not in ("shared", "per-class"):
+            raise ValueError("multi_class_C must be 'shared' (one C for all classes) or "
+                             f"'per-class' (one C per class), got {self.multi_class_C!r}.")
 
     def _splits(self, X, y):
         if self.cv is None:
@@ -300,7 +319,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
-            Two classes, of any label type.
+            Two classes or more, of any label type.
 
         Returns
         -------
@@ -317,19 +336,19 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
                 f"This solver needs samples of at least 2 classes in the data, but the data "
                 f"contains only one class: {self.classes_[0]!r}."
             )
-        if len(self.classes_) > 2:
-            raise ValueError(
-                f"Only binary classification is supported. The type of the target is "
-                f"{type_of_target(y)} ({len(self.classes_)} classes): the multiclass version "
-                "of ShineLogisticRegressionCV is not available yet. Use one-vs-rest, "
-                "sklearn.multiclass.OneVsRestClassifier(ShineLogisticRegressionCV()), or "
-                "scikit-learn's LogisticRegressionCV."
-            )
+        multiclass = len(self.classes_) > 2
+        if multiclass and self.penalty_groups is not None:
+            raise ValueError("penalty_groups applies to binary targets; with "
+                             f"{len(self.classes_)} classes use multi_class_C='per-class' or "
+                             "'shared'.")
+        if self.penalty_groups is not None and len(self.penalty_groups) != X.shape[1]:
+            raise ValueError(f"penalty_groups must give one group per feature ({X.shape[1]}), "
+                             f"got {len(self.penalty_groups)}.")
         if sp.issparse(X):
             X = X.tocsr()
         splits = self._splits(X, y)
-        problems = [LogisticProblem(X[tr], y[tr], X[va], y[va], fit_intercept=self.fit_intercept)
-                    for tr, va in splits]
+        problems = [self._problem(X[tr], y[tr], X[va], y[va]) for tr, va in splits]
+        n_hyper = problems[0].n_hyper
         c_min, c_max = self.C_bounds
         # verbose > 0: the outer loop's INFO records go to stderr for this fit,
         # unless the application already configured the "hoag_shine" logger.
@@ -342,7 +361,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
                 logger.addHandler(handler)
         try:
             res = hoag(
-                problems, np.array([-np.log(self.C0)]),
+                problems, np.full(n_hyper, -np.log(self.C0)),
                 hypergradient=self.hypergradient,
                 hypergradient_params=self.hypergradient_params,
                 max_iter=self.max_iter, tol=self.tol, tol_schedule=self.tol_schedule,
@@ -358,13 +377,15 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
             if handler is not None:
                 logger.removeHandler(handler)
         self.hoag_result_ = res
-        self.alpha_ = float(res.alpha[0])
-        self.C_ = float(np.exp(-self.alpha_))
+        vector = n_hyper > 1
+        self.alpha_ = res.alpha.copy() if vector else float(res.alpha[0])
+        self.C_ = np.exp(-self.alpha_) if vector else float(np.exp(-self.alpha_))
         self.n_iter_ = int(res.nit)
         cols = res.trace_columns()
+        alphas = cols["alpha"] if vector else cols["alpha"][:, 0]
         self.history_ = {
-            "C": np.exp(-cols["alpha"][:, 0]), "alpha": cols["alpha"][:, 0],
-            "validation_loss": cols["outer_value"], "hypergradient": cols["hypergradient"][:, 0],
+            "C": np.exp(-alphas), "alpha": alphas, "validation_loss": cols["outer_value"],
+            "hypergradient": cols["hypergradient"] if vector else cols["hypergradient"][:, 0],
             "accepted": cols["accepted"], "time": cols["time"],
             "forward_time": cols["forward_time"], "backward_time": cols["backward_time"],
             "inner_iter": cols["inner_iter"], "n_hvp": cols["n_hvp"],
@@ -372,17 +393,30 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
 
         xs = res.x if isinstance(res.x, list) else [res.x]
         if self.refit:
-            full = LogisticProblem(X, y, X[:1], y[:1], fit_intercept=self.fit_intercept)
+            full = self._problem(X, y, X[:1], y[:1])
             x = self._final_fit(full, np.mean(xs, axis=0))
         else:
             x = np.mean([self._final_fit(p, xk) for p, xk in zip(problems, xs)], axis=0)
         n_features = X.shape[1]
-        self.coef_ = x[:n_features].reshape(1, -1)
-        self.intercept_ = np.array([x[-1] if self.fit_intercept else 0.0])
+        if multiclass:
+            W, b = problems[0]._split(x)
+            self.coef_, self.intercept_ = W.T.copy(), b
+        else:
+            self.coef_ = x[:n_features].reshape(1, -1)
+            self.intercept_ = np.array([x[-1] if self.fit_intercept else 0.0])
         return self
 
+    def _problem(self, X_train, y_train, X_val, y_val):
+        """The bilevel problem of one split: binary or multinomial."""
+        if len(self.classes_) > 2:
+            return MultinomialLogisticProblem(
+                X_train, y_train, X_val, y_val, fit_intercept=self.fit_intercept,
+                penalty=self.multi_class_C)
+        return LogisticProblem(X_train, y_train, X_val, y_val, fit_intercept=self.fit_intercept,
+                               penalty_groups=self.penalty_groups)
+
     def _final_fit(self, problem, x0):
-        alpha = np.array([self.alpha_])
+        alpha = np.atleast_1d(self.alpha_)
         fun_grad = lambda v: problem.inner_value_grad(v, alpha)  # noqa: E731
         norm0 = float(np.linalg.norm(fun_grad(problem.initial_x())[1]))
         tol = self.final_tol * (norm0 if norm0 > 0 else 1.0)
@@ -390,7 +424,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
                              max_iter=max(10 * self.max_inner_iter, 1000))
         if not res.success and res.grad_norm > 1e3 * tol:
             warnings.warn(
-                f"The final fit at C={self.C_:.4g} stopped with ||grad|| = {res.grad_norm:.3g}, "
+                f"The final fit at C={self.C_} stopped with ||grad|| = {res.grad_norm:.3g}, "
                 f"above final_tol * ||grad(0)|| = {tol:.3g} ({res.message}). Increase "
                 "max_inner_iter or final_tol.",
                 ConvergenceWarning, stacklevel=3,
@@ -399,7 +433,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
 
     # -- prediction ----------------------------------------------------------
     def decision_function(self, X):
-        """Signed distance to the separating hyperplane; positive means ``classes_[1]``.
+        """Scores: binary, the signed margin (positive means ``classes_[1]``); else one per class.
 
         Parameters
         ----------
@@ -407,11 +441,12 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        scores : ndarray of shape (n_samples,)
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
         """
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse=("csr", "csc"), dtype=np.float64, reset=False)
-        return np.asarray(X @ self.coef_[0]).ravel() + self.intercept_[0]
+        scores = np.asarray(X @ self.coef_.T) + self.intercept_
+        return scores.ravel() if scores.shape[1] == 1 else scores
 
     def predict(self, X):
         """Predicted class labels.
@@ -425,6 +460,8 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
         """
         scores = self.decision_function(X)
+        if scores.ndim == 2:
+            return self.classes_[np.argmax(scores, axis=1)]
         return self.classes_[(scores > 0).astype(int)]
 
     def predict_proba(self, X):
@@ -436,9 +473,11 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        proba : ndarray of shape (n_samples, 2)
+        proba : ndarray of shape (n_samples, n_classes)
         """
         d = self.decision_function(X)
+        if d.ndim == 2:
+            return softmax(d, axis=1)
         return np.column_stack([expit(-d), expit(d)])
 
     def predict_log_proba(self, X):
@@ -450,7 +489,9 @@ class ShineLogisticRegressionCV(ClassifierMixin, BaseEstimator):
 
         Returns
         -------
-        log_proba : ndarray of shape (n_samples, 2)
+        log_proba : ndarray of shape (n_samples, n_classes)
         """
         d = self.decision_function(X)
+        if d.ndim == 2:
+            return log_softmax(d, axis=1)
         return np.column_stack([log_expit(-d), log_expit(d)])

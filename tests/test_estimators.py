@@ -137,8 +137,12 @@ def test_bad_input_messages():
         clf.fit(bad, y)
     with pytest.raises(ValueError, match="only one class"):
         clf.fit(X, np.zeros(60))
-    with pytest.raises(ValueError, match="Only binary classification is supported.*not available yet"):
-        clf.fit(X, np.arange(60) % 3)
+    with pytest.raises(ValueError, match="penalty_groups applies to binary targets"):
+        ShineLogisticRegressionCV(penalty_groups=[0, 1, 0, 1]).fit(X, np.arange(60) % 3)
+    with pytest.raises(ValueError, match="one group per feature"):
+        ShineLogisticRegressionCV(penalty_groups=[0, 1]).fit(X, y)
+    with pytest.raises(ValueError, match="multi_class_C must be"):
+        ShineLogisticRegressionCV(multi_class_C="each").fit(X, y)
     with pytest.raises(ValueError, match="Unknown label type"):
         clf.fit(X, np.linspace(0, 1, 60))
     with pytest.raises(ValueError, match="validation part of split 0 misses the class"):
@@ -168,3 +172,40 @@ def test_verbose_logs_each_outer_iteration(capsys):
     assert err.count("hoag it ") == clf.n_iter_ == 3
     ShineLogisticRegressionCV(max_iter=3, tol=0, random_state=0).fit(X, y)
     assert "hoag it" not in capsys.readouterr().err  # quiet by default, handler removed
+
+
+def _three_classes(seed=0, n=450, p=12):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p))
+    scores = X @ rng.standard_normal((p, 3)) + 1.5 * rng.standard_normal((n, 3))
+    return X, np.array(["red", "green", "blue"])[np.argmax(scores, axis=1)]
+
+
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_multiclass_shared_C_matches_sklearn_multinomial(fit_intercept):
+    X, y = _three_classes()
+    clf = ShineLogisticRegressionCV(cv=_predefined(300, 150), refit=False,
+                                    fit_intercept=fit_intercept, random_state=0).fit(X, y)
+    assert isinstance(clf.C_, float) and clf.coef_.shape == (3, 12)
+    ref = LogisticRegression(C=clf.C_, fit_intercept=fit_intercept, tol=1e-12,
+                             max_iter=10000).fit(X[:300], y[:300])
+    np.testing.assert_array_equal(clf.classes_, ref.classes_)
+    np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X), rtol=1e-4,
+                               atol=1e-7)
+    np.testing.assert_array_equal(clf.predict(X), ref.predict(X))
+    # Coefficients agree exactly up to the softmax's common shift of the intercepts.
+    np.testing.assert_allclose(clf.coef_, ref.coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_multiclass_per_class_C_and_binary_per_group_C():
+    X, y = _three_classes(seed=1)
+    clf = ShineLogisticRegressionCV(multi_class_C="per-class", random_state=0).fit(X, y)
+    assert clf.C_.shape == (3,) and clf.alpha_.shape == (3,)
+    assert clf.history_["C"].shape == (clf.n_iter_, 3)
+    assert clf.predict_proba(X).shape == (450, 3) and clf.score(X, y) > 0.6
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X),
+                               rtol=1e-12)
+    Xb, yb = make_classification_data(300, 6, seed=4)
+    clf = ShineLogisticRegressionCV(penalty_groups=[0, 0, 1, 1, 2, 2], random_state=0)
+    clf.fit(Xb, yb)
+    assert clf.C_.shape == (3,) and clf.coef_.shape == (1, 6)
