@@ -6,7 +6,7 @@ from the inner L-BFGS solver's own memory (SHINE) or computed by conjugate
 gradient.
 """
 
-from .estimators import ShineLogisticRegressionCV
+from .estimators import ShineLogisticRegressionCV, ShineRidgeCV
 from .hypergrad import HypergradientStrategy, get_strategy
 from .inner import InnerResult, LbfgsMemory, minimize_lbfgs
 from .outer import HoagResult, hoag, hypergradient, tolerance_schedule
@@ -24,6 +24,7 @@ __all__ = [
     "MultinomialLogisticProblem",
     "RidgeProblem",
     "ShineLogisticRegressionCV",
+    "ShineRidgeCV",
     "get_strategy",
     "hoag",
     "hypergradient",

@@ -3,16 +3,17 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from scipy.optimize import brentq
 from sklearn.datasets import load_breast_cancer
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import PredefinedSplit, train_test_split
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import KFold, PredefinedSplit, train_test_split
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from hoag_shine import ShineLogisticRegressionCV
-from conftest import central_difference, make_classification_data, ref_logistic_outer
+from hoag_shine import ShineLogisticRegressionCV, ShineRidgeCV
+from conftest import central_difference, make_classification_data, ref_logistic_outer, ref_ridge
 
 
 @parametrize_with_checks([ShineLogisticRegressionCV(hypergradient="shine"),
@@ -209,3 +210,113 @@ def test_multiclass_per_class_C_and_binary_per_group_C():
     clf = ShineLogisticRegressionCV(penalty_groups=[0, 0, 1, 1, 2, 2], random_state=0)
     clf.fit(Xb, yb)
     assert clf.C_.shape == (3,) and clf.coef_.shape == (1, 6)
+
+
+# -- ShineRidgeCV ---------------------------------------------------------------
+
+def _regression_data(n=200, p=15, seed=0, noise=3.0, offset=40.0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, p)) @ np.diag(np.linspace(0.2, 3, p)) + 1.5
+    y = X @ rng.standard_normal(p) + offset + noise * rng.standard_normal(n)
+    return X, y
+
+
+@parametrize_with_checks([ShineRidgeCV(), ShineRidgeCV(hypergradient="cg", cv=3)])
+def test_ridge_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+@pytest.mark.parametrize("hypergradient", ["shine", "cg"])
+@pytest.mark.parametrize("fit_intercept", [False, True])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_ridge_predefined_split_matches_closed_form_and_sklearn(hypergradient, fit_intercept,
+                                                                sparse):
+    X, y = _regression_data(p=60, seed=0, noise=10.0)
+    X_tr, y_tr, X_val, y_val = X[:140], y[:140], X[140:], y[140:]
+    # The closed-form optimum: root of the closed-form hypergradient.
+    dg = lambda a: ref_ridge(X_tr, y_tr, X_val, y_val, a, fit_intercept)[1]  # noqa: E731
+    grid = np.arange(-6, 8.01, 0.5)
+    signs = np.sign([dg(a) for a in grid])
+    i = int(np.flatnonzero((signs[:-1] < 0) & (signs[1:] > 0))[0])
+    alpha_star = brentq(dg, grid[i], grid[i + 1], xtol=1e-10)
+
+    reg = ShineRidgeCV(hypergradient=hypergradient, cv=_predefined(140, 60), refit=False,
+                       fit_intercept=fit_intercept, max_iter=60, tol=1e-5)
+    reg.fit(sp.csr_matrix(X) if sparse else X, y)
+    assert reg.log_alpha_ == pytest.approx(alpha_star, abs=0.02)
+    assert reg.alpha_ == pytest.approx(np.exp(reg.log_alpha_), rel=1e-12)
+    ref = Ridge(alpha=reg.alpha_, fit_intercept=fit_intercept, solver="cholesky").fit(X_tr, y_tr)
+    np.testing.assert_allclose(reg.coef_, ref.coef_, rtol=1e-6, atol=1e-6 * np.abs(ref.coef_).max())
+    assert reg.intercept_ == pytest.approx(ref.intercept_, rel=1e-6, abs=1e-8)
+    np.testing.assert_allclose(reg.predict(X_val), ref.predict(X_val), rtol=1e-6, atol=1e-6)
+
+
+def test_ridge_kfold_matches_the_grid_of_summed_fold_errors():
+    X, y = _regression_data(n=300, seed=2, noise=6.0)
+    folds = list(KFold(5).split(X))
+
+    def cv_error(alpha):
+        return sum(0.5 * np.sum((Ridge(alpha=alpha).fit(X[tr], y[tr]).predict(X[va]) - y[va]) ** 2)
+                   for tr, va in folds)
+
+    grid = np.exp(np.arange(-6, 8.01, 0.05))
+    errors = [cv_error(a) for a in grid]
+    assert 0 < np.argmin(errors) < len(grid) - 1
+    for hypergradient in ("shine", "cg", "jacobian-free"):
+        reg = ShineRidgeCV(hypergradient=hypergradient, cv=5).fit(X, y)
+        assert cv_error(reg.alpha_) <= min(errors) * (1 + 1e-4), hypergradient
+        # refit=True: the final model is the full-data ridge at alpha_.
+        ref = Ridge(alpha=reg.alpha_).fit(X, y)
+        np.testing.assert_allclose(reg.coef_, ref.coef_, rtol=1e-6,
+                                   atol=1e-6 * np.abs(ref.coef_).max())
+
+
+@pytest.mark.parametrize("hypergradient", ["shine", "cg"])
+def test_ridge_per_group_penalties_beat_the_shared_one(hypergradient):
+    # Eight informative features and eight pure-noise ones: the noise group
+    # deserves a much stronger penalty than the signal group.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 16))
+    y = X @ np.r_[rng.standard_normal(8), np.zeros(8)] + rng.standard_normal(120)
+    groups = np.repeat([0, 1], 8)
+
+    def solve(log_alpha):  # closed form on the 40 training rows
+        lam = np.exp(log_alpha)[groups]
+        return np.linalg.solve(X[:40].T @ X[:40] + np.diag(lam), X[:40].T @ y[:40])
+
+    def val(log_alpha):
+        r = X[40:] @ solve(log_alpha) - y[40:]
+        return 0.5 * r @ r
+
+    grid = np.arange(-6, 10.01, 0.1)
+    best_2d = min(val(np.array([a, b])) for a in grid for b in grid)
+    best_shared = min(val(np.array([a, a])) for a in grid)
+    reg = ShineRidgeCV(cv=_predefined(40, 80), refit=False, penalty_groups=groups,
+                       fit_intercept=False, hypergradient=hypergradient)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(X, y)
+    assert reg.alpha_.shape == (2,) and reg.history_["alpha"].shape == (reg.n_iter_, 2)
+    assert reg.log_alpha_[1] > reg.log_alpha_[0] + 5
+    assert val(reg.log_alpha_) <= 1.001 * best_2d < 0.9 * best_shared
+    np.testing.assert_allclose(reg.coef_, solve(reg.log_alpha_), rtol=1e-6, atol=1e-9)
+
+
+def test_ridge_bad_input_messages():
+    X, y = _regression_data(n=60, p=4)
+    bad = X.copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="infinity"):
+        ShineRidgeCV().fit(bad, y)
+    with pytest.raises(ValueError, match="alpha0=.*outside alpha_bounds"):
+        ShineRidgeCV(alpha0=1e9, alpha_bounds=(1e-3, 1e3)).fit(X, y)
+    with pytest.raises(ValueError, match="one group per feature"):
+        ShineRidgeCV(penalty_groups=[0, 1]).fit(X, y)
+    with pytest.raises(ValueError, match="could not convert|numeric"):
+        ShineRidgeCV().fit(X, np.array(["a"] * 60))
+    with pytest.raises(ValueError, match="training part would be empty"):
+        ShineRidgeCV(validation_fraction=0.9).fit(X[:2], y[:2])
+    with pytest.raises(ValueError, match="cross-validation split failed"):
+        ShineRidgeCV(cv=100).fit(X, y)

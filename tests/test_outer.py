@@ -5,7 +5,7 @@ import pytest
 from scipy.optimize import brentq
 from sklearn.exceptions import ConvergenceWarning
 
-from hoag_shine import LogisticProblem, RidgeProblem, hoag, hypergradient, tolerance_schedule
+from hoag_shine import LogisticProblem, RidgeProblem, hoag, tolerance_schedule
 from hoag_shine.outer import TRACE_FIELDS
 from conftest import make_classification_data, ref_logistic_outer, ref_ridge, split
 

@@ -3,10 +3,9 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.special import expit
 
 from hoag_shine import LogisticProblem, RidgeProblem
-from conftest import central_difference, make_classification_data, split
+from conftest import make_classification_data, split
 
 
 def _fd_grad(f, x, h=1e-6):

@@ -40,6 +40,18 @@ class RidgeProblem(LinearModelProblem):
         self.y_train = self._check_y(y_train, "y_train")
         self.y_val = self._check_y(y_val, "y_val")
 
+    def initial_x(self) -> np.ndarray:
+        """Zero weights, and the intercept (if any) at the training targets' mean.
+
+        The best constant model: the initial gradient, which scales the inner
+        tolerances, then measures what the features have to explain, not the
+        targets' offset.
+        """
+        x = np.zeros(self.n_params)
+        if self.fit_intercept and self.y_train.size:
+            x[-1] = self.y_train.mean()
+        return x
+
     @staticmethod
     def _check_y(y, name):
         try:
