@@ -2,7 +2,10 @@
 
 A configuration names the datasets (and their parameters), the schemes (a
 ``method`` among ``"hoag"``, ``"grid"``, ``"random"``, ``"sklearn-cv"`` and
-its parameters) and the seeds. Each (dataset, scheme, seed) run writes its
+its parameters) and the seeds. A dataset with more than two classes is
+tuned as a multinomial problem (a scheme's ``penalty``: ``"per-class"``, the
+default, or ``"shared"``); its ``alpha`` column is the mean log-penalty and
+``alphas`` holds them all. Each (dataset, scheme, seed) run writes its
 own CSV file under ``<out>/runs/`` atomically as soon as it finishes, so an
 interrupted benchmark loses no finished run and a rerun skips them;
 ``<out>/results.csv`` is the concatenation, rebuilt at the end.
@@ -26,7 +29,7 @@ import numpy as np
 from ._utils import single_thread_blas
 from .datasets import DATASETS, load_dataset, paper_split
 from .outer import hoag
-from .problems import LogisticProblem
+from .problems import LogisticProblem, MultinomialLogisticProblem
 from .search import grid_search, random_search
 
 __all__ = ["COLUMNS", "load_config", "parse_seeds", "plan_runs", "run_benchmark", "read_results"]
@@ -34,8 +37,11 @@ __all__ = ["COLUMNS", "load_config", "parse_seeds", "plan_runs", "run_benchmark"
 COLUMNS = (
     "dataset", "scheme", "label", "seed", "iteration", "time", "alpha", "log_C",
     "validation_loss", "heldout_loss", "forward_time", "backward_time", "inner_iter",
-    "n_hvp", "accepted",
+    "n_hvp", "accepted", "alphas",
 )
+
+#: Columns that results written before they existed may lack.
+_OPTIONAL_COLUMNS = ("alphas",)
 
 METHODS = ("hoag", "grid", "random", "sklearn-cv")
 
@@ -67,8 +73,11 @@ def load_config(path) -> dict:
 
 def _dataset_spec(config, name):
     """``(loader, params)`` of a dataset entry: ``[datasets.NAME]`` may name its
-    ``loader`` (one of ``DATASETS``; default: NAME itself) and its parameters."""
+    ``loader`` (one of ``DATASETS``; default: NAME itself), the ``test_size`` of
+    its split (see :func:`~hoag_shine.datasets.paper_split`) and the loader's
+    parameters."""
     params = dict(config.get("datasets", {}).get(name, {}))
+    params.pop("test_size", None)
     loader = params.pop("loader", name)
     if loader not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}: give it a [datasets.{name}] entry with a "
@@ -141,8 +150,9 @@ def _load(loader, params_json, data_home, download):
                         **json.loads(params_json))
 
 
-def _load_split(loader, params_json, seed, data_home, download):
-    return paper_split(*_load(loader, params_json, data_home, download), seed)
+def _load_split(loader, params_json, seed, data_home, download, test_size=0.1):
+    return paper_split(*_load(loader, params_json, data_home, download), seed,
+                       test_size=test_size)
 
 
 def _sklearn_cv(split, params, fit_intercept):
@@ -162,12 +172,17 @@ def _sklearn_cv(split, params, fit_intercept):
     t0 = time.perf_counter()
     clf = LogisticRegressionCV(fit_intercept=fit_intercept, **kw).fit(X_tr, y_tr)
     elapsed = time.perf_counter() - t0
-    d = np.asarray(X_ho @ np.ravel(clf.coef_)).ravel() + np.ravel(clf.intercept_)[0]
-    heldout = float(np.logaddexp(0, -y_ho * d).sum())
+    if len(clf.classes_) > 2:  # cross-entropy (a sum), as MultinomialLogisticProblem's
+        log_proba = clf.predict_log_proba(X_ho)
+        heldout = -float(log_proba[np.arange(len(y_ho)), np.searchsorted(clf.classes_, y_ho)]
+                         .sum())
+    else:
+        d = np.asarray(X_ho @ np.ravel(clf.coef_)).ravel() + np.ravel(clf.intercept_)[0]
+        heldout = float(np.logaddexp(0, -y_ho * d).sum())
     alpha = -float(np.log(np.ravel(clf.C_)[0]))
     return [dict(iteration=0, time=elapsed, alpha=alpha, validation_loss=np.nan,
                  heldout_loss=heldout, forward_time=elapsed, backward_time=0.0, inner_iter=0,
-                 n_hvp=0, accepted=True)]
+                 n_hvp=0, accepted=True, alphas=f"{alpha:.6g}")]
 
 
 @single_thread_blas
@@ -178,11 +193,17 @@ def run_scheme(split, scheme: dict, *, fit_intercept=False, max_time=None):
     if method == "sklearn-cv":
         return _sklearn_cv(split, params, fit_intercept)
     X_tr, y_tr, X_val, y_val, X_ho, y_ho = split
-    problem = LogisticProblem(X_tr, y_tr, X_val, y_val, fit_intercept=fit_intercept)
+    penalty = params.pop("penalty", "per-class")
+    if len(np.unique(y_tr)) > 2:
+        problem = MultinomialLogisticProblem(X_tr, y_tr, X_val, y_val,
+                                             fit_intercept=fit_intercept, penalty=penalty)
+    else:
+        problem = LogisticProblem(X_tr, y_tr, X_val, y_val, fit_intercept=fit_intercept)
     common = dict(heldout=(X_ho, y_ho), max_time=params.pop("max_time", max_time))
     if method == "hoag":
-        alpha0 = np.atleast_1d(params.pop("alpha0", 0.0))
+        alpha0 = np.broadcast_to(params.pop("alpha0", 0.0), (problem.n_hyper,))
         params.setdefault("tol", 0.0)  # a benchmark runs its budget
+        params.setdefault("value_tol", 0.0)
         if "bounds" in params:
             params["bounds"] = tuple(params["bounds"])
         res = hoag(problem, alpha0, **params, **common)
@@ -193,7 +214,8 @@ def run_scheme(split, scheme: dict, *, fit_intercept=False, max_time=None):
     rows = []
     for r in res.trace:
         rows.append(dict(
-            iteration=r["iteration"], time=r["time"], alpha=float(r["alpha"][0]),
+            iteration=r["iteration"], time=r["time"], alpha=float(np.mean(r["alpha"])),
+            alphas=" ".join(f"{a:.6g}" for a in r["alpha"]),
             validation_loss=r["outer_value"], heldout_loss=r["heldout_value"],
             forward_time=r["forward_time"], backward_time=r["backward_time"],
             inner_iter=r["inner_iter"], n_hvp=r["n_hvp"], accepted=r["accepted"],
@@ -208,8 +230,9 @@ def _run_group(config, out, dataset, seed, schemes, data_home, download, report=
     when given (in-process runs); the list of those tuples is returned."""
     bench = config["benchmark"]
     loader, params = _dataset_spec(config, dataset)
+    test_size = config.get("datasets", {}).get(dataset, {}).get("test_size", 0.1)
     split = _load_split(loader, json.dumps(params, sort_keys=True), seed,
-                        None if data_home is None else str(data_home), download)
+                        None if data_home is None else str(data_home), download, test_size)
     done = []
     for name in schemes:
         scheme = config["schemes"][name]
@@ -323,13 +346,13 @@ def read_results(path):
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{path} holds no results.")
-    missing = set(COLUMNS) - set(rows[0])
+    missing = set(COLUMNS) - set(_OPTIONAL_COLUMNS) - set(rows[0])
     if missing:
         raise ValueError(f"{path} is not a benchmark results file (missing {sorted(missing)}).")
     cols = {}
     for c in COLUMNS:
-        vals = [r[c] for r in rows]
-        if c in ("dataset", "scheme", "label"):
+        vals = [r.get(c, "") for r in rows]
+        if c in ("dataset", "scheme", "label", "alphas"):
             cols[c] = np.array(vals, dtype=object)
         elif c == "accepted":
             cols[c] = np.array([v == "True" for v in vals])

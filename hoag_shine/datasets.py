@@ -9,7 +9,12 @@
                    cached in ``<data_home>/libsvm``.
 ``"breast-cancer"``  scikit-learn's breast cancer data, standardised (no network).
 ``"synthetic"``    a seeded sparse binary classification set (no network).
+``"20news-multiclass"``  the same 20 newsgroups with their 20 classes (labels 0-19).
+``"digits"``       scikit-learn's 8x8 digits (1,797 x 64, pixels scaled to
+                   [0, 1], labels 0-9; no network).
 =================  ==========================================================
+
+Binary sets have labels in {-1, +1}; multiclass sets, class indices.
 
 The data home is, in order: the ``data_home`` argument, the environment
 variable ``HOAG_SHINE_DATA``, ``~/hoag_shine_data``. Nothing is downloaded
@@ -26,9 +31,12 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.model_selection import train_test_split
 
-__all__ = ["DATASETS", "get_data_home", "load_dataset", "paper_split", "make_sparse_classification"]
+__all__ = ["DATASETS", "MULTICLASS_DATASETS", "get_data_home", "load_dataset", "paper_split", "make_sparse_classification"]
 
-DATASETS = ("20news", "real-sim", "breast-cancer", "synthetic")
+DATASETS = ("20news", "real-sim", "breast-cancer", "synthetic", "20news-multiclass", "digits")
+
+#: The datasets with more than two classes.
+MULTICLASS_DATASETS = ("20news-multiclass", "digits")
 
 _20NEWS_FILE = "20news-bydate_py3.pkz"
 
@@ -70,7 +78,7 @@ def make_sparse_classification(n_samples=5000, n_features=2000, *, density=0.01,
     return X, y
 
 
-def _load_20news(home: Path, download: bool):
+def _load_20news(home: Path, download: bool, multiclass: bool = False):
     from sklearn.datasets import fetch_20newsgroups_vectorized
 
     sk_home = home / "sklearn"
@@ -85,8 +93,10 @@ def _load_20news(home: Path, download: bool):
     sk_home.mkdir(parents=True, exist_ok=True)
     bunch = fetch_20newsgroups_vectorized(subset="all", data_home=str(sk_home),
                                           download_if_missing=download)
-    y = np.where(bunch.target < 10, -1.0, 1.0)
-    return sp.csr_matrix(bunch.data, dtype=np.float64), y
+    X = sp.csr_matrix(bunch.data, dtype=np.float64)
+    if multiclass:
+        return X, np.asarray(bunch.target, dtype=np.int64)
+    return X, np.where(bunch.target < 10, -1.0, 1.0)
 
 
 def _load_real_sim(home: Path, download: bool):
@@ -128,12 +138,22 @@ def _load_breast_cancer():
     return StandardScaler().fit_transform(X), np.where(y == 1, 1.0, -1.0)
 
 
+def _load_digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y.astype(np.int64)
+
+
 def load_dataset(name, *, data_home=None, download=False, **params):
-    """Load a benchmark dataset as ``(X, y)`` with labels in {-1, +1}.
+    """Load a benchmark dataset as ``(X, y)``.
+
+    Binary datasets have labels in {-1, +1}, multiclass ones
+    (``MULTICLASS_DATASETS``) class indices ``0 .. n_classes - 1``.
 
     Parameters
     ----------
-    name : {"20news", "real-sim", "breast-cancer", "synthetic"}
+    name : {"20news", "real-sim", "breast-cancer", "synthetic", "20news-multiclass", "digits"}
     data_home : str or Path, default=None
         Cache folder (see the module's documentation).
     download : bool, default=False
@@ -149,8 +169,10 @@ def load_dataset(name, *, data_home=None, download=False, **params):
     if name != "synthetic" and params:
         raise ValueError(f"Dataset {name!r} takes no parameters, got {sorted(params)}.")
     home = get_data_home(data_home)
-    if name == "20news":
-        return _load_20news(home, download)
+    if name in ("20news", "20news-multiclass"):
+        return _load_20news(home, download, multiclass=name == "20news-multiclass")
+    if name == "digits":
+        return _load_digits()
     if name == "real-sim":
         return _load_real_sim(home, download)
     if name == "breast-cancer":
@@ -160,7 +182,7 @@ def load_dataset(name, *, data_home=None, download=False, **params):
     raise ValueError(f"Unknown dataset {name!r}; choose one of {DATASETS}.")
 
 
-def paper_split(X, y, seed):
+def paper_split(X, y, seed, *, test_size=0.1):
     """The SHINE paper's split: 90% training, the rest halved into held-out and validation.
 
     As in the reference code: ``train_test_split(X, y, test_size=0.1,
@@ -168,10 +190,22 @@ def paper_split(X, y, seed):
     seed; the second half is the validation set (the outer objective), the
     first the held-out set (only reported).
 
+    Parameters
+    ----------
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+    y : ndarray of shape (n_samples,)
+    seed : int
+    test_size : float, default=0.1
+        Share of the data split into held-out and validation halves (the
+        paper's 0.1; a small dataset such as digits needs more, so that each
+        class has enough validation samples).
+
     Returns
     -------
     X_train, y_train, X_val, y_val, X_heldout, y_heldout
     """
-    X_tr, X_rest, y_tr, y_rest = train_test_split(X, y, test_size=0.1, random_state=seed)
+    if not 0 < test_size < 1:
+        raise ValueError(f"test_size must be in (0, 1), got {test_size}.")
+    X_tr, X_rest, y_tr, y_rest = train_test_split(X, y, test_size=test_size, random_state=seed)
     X_ho, X_val, y_ho, y_val = train_test_split(X_rest, y_rest, test_size=0.5, random_state=seed)
     return X_tr, y_tr, X_val, y_val, X_ho, y_ho

@@ -85,6 +85,8 @@ class _HoagCV(BaseEstimator):
             )
         _check_number("max_iter", self.max_iter, low=1, integer=True)
         _check_number("tol", self.tol, low=0)
+        _check_number("value_tol", self.value_tol, low=0)
+        _check_number("patience", self.patience, low=1, integer=True)
         _check_number("validation_fraction", self.validation_fraction, low=0, high=1,
                       low_open=True)
         if self.validation_fraction >= 1:
@@ -123,7 +125,8 @@ class _HoagCV(BaseEstimator):
                 problems, np.full(n_hyper, self._log_penalty(getattr(self, self._start_param))),
                 hypergradient=self.hypergradient,
                 hypergradient_params=self.hypergradient_params,
-                max_iter=self.max_iter, tol=self.tol, tol_schedule=self.tol_schedule,
+                max_iter=self.max_iter, tol=self.tol, value_tol=self.value_tol,
+                patience=self.patience, tol_schedule=self.tol_schedule,
                 eps0=self.eps0, decay=self.decay, bounds=self._log_bounds(),
                 maxcor=self.memory, max_inner_iter=self.max_inner_iter,
                 step_growth=self.step_growth, step_rule=self.step_rule,
@@ -228,6 +231,11 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         Stop when a step changes ``log(C)`` by at most ``tol`` (C by about 1%:
         the validation loss is flat at that scale, and noisier hypergradients
         such as SHINE's rarely settle much finer within ``max_iter``).
+    value_tol : float, default=1e-4
+        Also stop when the validation loss has settled: it decreased by at most
+        ``value_tol`` (relative) over the last ``patience`` outer iterations.
+    patience : int, default=5
+        Outer iterations over which ``value_tol`` is measured.
     cv : int, cross-validation generator or iterable, default=None
         ``None``: one stratified hold-out split of ``validation_fraction`` of
         the data. An int: that many stratified folds. Any scikit-learn
@@ -331,6 +339,8 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         C0=1.0,
         max_iter=30,
         tol=1e-2,
+        value_tol=1e-4,
+        patience=5,
         cv=None,
         validation_fraction=0.2,
         fit_intercept=True,
@@ -360,6 +370,8 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         self.C0 = C0
         self.max_iter = max_iter
         self.tol = tol
+        self.value_tol = value_tol
+        self.patience = patience
         self.cv = cv
         self.validation_fraction = validation_fraction
         self.fit_intercept = fit_intercept
@@ -578,6 +590,11 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         Outer (hyperparameter) iterations.
     tol : float, default=1e-2
         Stop when a step changes ``log(alpha)`` by at most ``tol``.
+    value_tol : float, default=1e-4
+        Also stop when the validation loss has settled: it decreased by at most
+        ``value_tol`` (relative) over the last ``patience`` outer iterations.
+    patience : int, default=5
+        Outer iterations over which ``value_tol`` is measured.
     cv : int, cross-validation generator or iterable, default=None
         ``None``: one shuffled hold-out split of ``validation_fraction`` of the
         data. An int: that many (unshuffled) K folds. Any scikit-learn splitter
@@ -669,6 +686,8 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         alpha0=1.0,
         max_iter=30,
         tol=1e-2,
+        value_tol=1e-4,
+        patience=5,
         cv=None,
         validation_fraction=0.2,
         fit_intercept=True,
@@ -697,6 +716,8 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         self.alpha0 = alpha0
         self.max_iter = max_iter
         self.tol = tol
+        self.value_tol = value_tol
+        self.patience = patience
         self.cv = cv
         self.validation_fraction = validation_fraction
         self.fit_intercept = fit_intercept

@@ -138,6 +138,8 @@ def hoag(
     hypergradient_params=None,
     max_iter=30,
     tol=1e-3,
+    value_tol=0.0,
+    patience=5,
     tol_schedule="exponential",
     eps0=1e-3,
     decay=0.9,
@@ -177,7 +179,17 @@ def hoag(
         included).
     tol : float, default=1e-3
         Stop when an accepted step moves ``alpha`` by at most ``tol``
-        (max-norm, log scale). ``0`` runs all ``max_iter`` iterations.
+        (max-norm, log scale).
+    value_tol : float, default=0
+        Also stop when the outer value has settled: the last accepted value is
+        lower than the one ``patience`` iterations earlier by at most
+        ``value_tol`` times its magnitude. On a flat validation loss, or with
+        hypergradients too noisy for the steps to shrink below ``tol``,
+        ``alpha`` can wander without improving anything (the estimators use
+        ``1e-4``). ``0`` disables this test; ``tol=0`` and ``value_tol=0`` run
+        all ``max_iter`` iterations.
+    patience : int, default=5
+        Outer iterations over which ``value_tol`` is measured.
     tol_schedule : {"exponential", "quadratic", "cubic", "exact"} or callable, default="exponential"
         Schedule of the relative tolerance ``eps_k``; the k-th inner solve stops
         when ``||grad_x h|| <= eps_k * ||grad_x h(0, alpha0)||`` and
@@ -288,6 +300,10 @@ def hoag(
         raise ValueError(f"first_step must be > 0, got {first_step}.")
     if not max_step > 0:
         raise ValueError(f"max_step must be > 0, got {max_step}.")
+    if not value_tol >= 0:
+        raise ValueError(f"value_tol must be >= 0, got {value_tol}.")
+    if int(patience) < 1:
+        raise ValueError(f"patience must be >= 1, got {patience}.")
     schedule = tolerance_schedule(tol_schedule, eps0=eps0, decay=decay)
     if heldout is not None and len(problems) > 1:
         raise ValueError("heldout is recorded for a single problem; pass one problem, not folds.")
@@ -312,6 +328,7 @@ def hoag(
     clock += time.perf_counter() - t_start
 
     trace = []
+    accepted_values = []  # the last accepted outer value, after each iteration
     base = None  # last accepted point: alpha, value, corrected value, grad, eps
     L = None
     message = f"reached max_iter={max_iter} outer iterations"
@@ -390,6 +407,14 @@ def hoag(
         if step is not None and np.max(np.abs(step)) <= tol:
             message, success = f"converged: step on alpha <= tol={tol}", True
             break
+        accepted_values.append(base["value"])
+        if (value_tol > 0 and len(accepted_values) > patience
+                and accepted_values[-1 - patience] - accepted_values[-1]
+                <= value_tol * abs(accepted_values[-1])):
+            message = (f"converged: the outer value decreased by at most value_tol={value_tol} "
+                       f"(relative) over the last patience={patience} iterations")
+            success = True
+            break
         if max_time is not None and clock >= max_time:
             message = f"stopped by the time budget max_time={max_time}s"
             break
@@ -405,10 +430,11 @@ def hoag(
             success = True
             break
     else:
-        if tol > 0:
+        if tol > 0 or value_tol > 0:
             warnings.warn(
-                f"HOAG did not meet its stopping test (step <= tol={tol}) within "
-                f"max_iter={max_iter} outer iterations; increase max_iter or tol.",
+                f"HOAG did not meet its stopping tests (step <= tol={tol}, or a relative "
+                f"decrease <= value_tol={value_tol} over {patience} iterations) within "
+                f"max_iter={max_iter} outer iterations; increase max_iter, tol or value_tol.",
                 ConvergenceWarning,
                 stacklevel=3,  # hoag <- single_thread_blas wrapper <- caller
             )

@@ -201,7 +201,7 @@ def nnz_scaling(n_rows=(10_000, 100_000, 1_000_000), *, n_features=20_000, nnz_p
                                           random_state=seed)
         X_tr, y_tr, X_val, y_val, _, _ = paper_split(X, y, seed)
         prob = LogisticProblem(X_tr, y_tr, X_val, y_val)
-        res = hoag(prob, [0.0], hypergradient="shine", max_iter=max_iter, tol=0)
+        res = hoag(prob, [0.0], hypergradient="shine", max_iter=max_iter, tol=0, value_tol=0)
         fwd = np.array([r["forward_time"] for r in res.trace])
         bwd = np.array([r["backward_time"] for r in res.trace])
         its = np.array([r["inner_iter"] for r in res.trace])

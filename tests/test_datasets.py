@@ -45,6 +45,20 @@ def test_breast_cancer_is_standardised():
     assert set(np.unique(y)) == {-1.0, 1.0}
 
 
+def test_digits_are_scaled_with_ten_classes():
+    X, y = load_dataset("digits")
+    assert X.shape == (1797, 64) and X.min() == 0.0 and X.max() == 1.0
+    np.testing.assert_array_equal(np.unique(y), np.arange(10))
+
+
+def test_paper_split_test_size():
+    X, y = np.arange(400.0)[:, None], np.arange(400) % 4
+    X_tr, _, X_val, _, X_ho, _ = paper_split(X, y, 0, test_size=0.5)
+    assert (len(X_tr), len(X_val), len(X_ho)) == (200, 100, 100)
+    with pytest.raises(ValueError, match="test_size must be in"):
+        paper_split(X, y, 0, test_size=1.0)
+
+
 def test_unknown_dataset_and_params():
     with pytest.raises(ValueError, match="Unknown dataset 'mnist'"):
         load_dataset("mnist")
@@ -89,3 +103,8 @@ def test_20news_from_the_shared_cache(tmp_path):
     assert int(np.sum(y < 0)) == 9645
     X_tr, y_tr, X_val, y_val, X_ho, y_ho = paper_split(X, y, 0)
     assert (X_tr.shape[0], X_val.shape[0], X_ho.shape[0]) == (16961, 943, 942)
+    # The 20-class version: the same rows, the binary labels are its targets < 10.
+    Xm, ym = load_dataset("20news-multiclass", data_home=tmp_path)
+    assert (Xm != X).nnz == 0
+    np.testing.assert_array_equal(np.unique(ym), np.arange(20))
+    np.testing.assert_array_equal(np.where(ym < 10, -1.0, 1.0), y)

@@ -190,3 +190,24 @@ def test_first_step_length(first_step):
     assert abs(res.trace[1]["alpha"][0] - res.trace[0]["alpha"][0]) == pytest.approx(first_step)
     with pytest.raises(ValueError, match="first_step"):
         hoag(prob, [0.0], first_step=0.0)
+
+
+def test_value_tol_stops_once_the_outer_value_settles():
+    X, y = make_classification_data(300, 20, seed=4, noise=2.0)
+    prob = LogisticProblem(*split(X, y, 200))
+    res = hoag(prob, [3.0], hypergradient="cg", max_iter=40, tol=0, value_tol=1e-3, patience=3)
+    assert res.success and "value_tol" in res.message and res.nit < 40
+    # Check the criterion from the trace: the last accepted value after each iteration.
+    last, accepted = None, []
+    for r in res.trace:
+        last = r["outer_value"] if r["accepted"] else last
+        accepted.append(last)
+    assert accepted[-4] - accepted[-1] <= 1e-3 * abs(accepted[-1])
+    assert all(accepted[k - 3] - accepted[k] > 1e-3 * abs(accepted[k])
+               for k in range(3, len(accepted) - 1))
+    full = hoag(prob, [3.0], hypergradient="cg", max_iter=12, tol=0, value_tol=0)
+    assert full.nit == 12
+    with pytest.raises(ValueError, match="patience"):
+        hoag(prob, [0.0], patience=0)
+    with pytest.raises(ValueError, match="value_tol"):
+        hoag(prob, [0.0], value_tol=-1.0)
