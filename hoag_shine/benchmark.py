@@ -45,6 +45,9 @@ _OPTIONAL_COLUMNS = ("alphas",)
 
 METHODS = ("hoag", "grid", "random", "sklearn-cv")
 
+#: Keys of a [datasets.NAME] entry that are not the loader's parameters.
+_SPLIT_KEYS = ("test_size", "max_time")
+
 
 def load_config(path) -> dict:
     """Read and check a benchmark configuration (TOML)."""
@@ -74,10 +77,11 @@ def load_config(path) -> dict:
 def _dataset_spec(config, name):
     """``(loader, params)`` of a dataset entry: ``[datasets.NAME]`` may name its
     ``loader`` (one of ``DATASETS``; default: NAME itself), the ``test_size`` of
-    its split (see :func:`~hoag_shine.datasets.paper_split`) and the loader's
-    parameters."""
+    its split (see :func:`~hoag_shine.datasets.paper_split`), a ``max_time``
+    that overrides the benchmark's for its runs, and the loader's parameters."""
     params = dict(config.get("datasets", {}).get(name, {}))
-    params.pop("test_size", None)
+    for key in _SPLIT_KEYS:
+        params.pop(key, None)
     loader = params.pop("loader", name)
     if loader not in DATASETS:
         raise ValueError(f"Unknown dataset {name!r}: give it a [datasets.{name}] entry with a "
@@ -230,7 +234,9 @@ def _run_group(config, out, dataset, seed, schemes, data_home, download, report=
     when given (in-process runs); the list of those tuples is returned."""
     bench = config["benchmark"]
     loader, params = _dataset_spec(config, dataset)
-    test_size = config.get("datasets", {}).get(dataset, {}).get("test_size", 0.1)
+    entry = config.get("datasets", {}).get(dataset, {})
+    test_size = entry.get("test_size", 0.1)
+    max_time = entry.get("max_time", bench.get("max_time"))
     split = _load_split(loader, json.dumps(params, sort_keys=True), seed,
                         None if data_home is None else str(data_home), download, test_size)
     done = []
@@ -238,7 +244,7 @@ def _run_group(config, out, dataset, seed, schemes, data_home, download, report=
         scheme = config["schemes"][name]
         t0 = time.perf_counter()
         rows = run_scheme(split, scheme, fit_intercept=bench.get("fit_intercept", False),
-                          max_time=bench.get("max_time"))
+                          max_time=max_time)
         for r in rows:
             r.update(dataset=dataset, scheme=name, label=scheme.get("label", name), seed=seed,
                      log_C=-r["alpha"])

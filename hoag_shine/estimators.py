@@ -179,8 +179,13 @@ class _HoagCV(BaseEstimator):
             )
         return res.x
 
-    def _check_splits(self, splits, y, labels):
-        """Every split has non-empty parts and, for a classifier, every class in each."""
+    def _check_splits(self, cv, X, y, labels):
+        """The splits of ``cv``, checked: non-empty parts, each with every class of ``labels``."""
+        try:
+            splits = list(cv.split(X, y))
+        except ValueError as exc:
+            raise ValueError(f"The cross-validation split failed: {exc} Provide more samples "
+                             "(per class, for a classifier) or fewer folds.") from None
         for k, (train, val) in enumerate(splits):
             for part, idx in (("training", train), ("validation", val)):
                 if len(idx) == 0:
@@ -425,12 +430,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
                                         random_state=self.random_state)
         else:
             cv = check_cv(self.cv, y, classifier=True)
-        try:
-            splits = list(cv.split(X, y))
-        except ValueError as exc:
-            raise ValueError(f"The cross-validation split failed: {exc} Provide more samples "
-                             "per class or fewer folds.") from None
-        return self._check_splits(splits, y, self.classes_)
+        return self._check_splits(cv, X, y, self.classes_)
 
     # -- fitting -------------------------------------------------------------
     @single_thread_blas
@@ -793,12 +793,7 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
             cv = ShuffleSplit(n_splits=1, test_size=n_val, random_state=self.random_state)
         else:
             cv = check_cv(self.cv, y, classifier=False)
-        try:
-            splits = list(cv.split(X, y))
-        except ValueError as exc:
-            raise ValueError(f"The cross-validation split failed: {exc} Provide more samples "
-                             "or fewer folds.") from None
-        return self._check_splits(splits, y, None)
+        return self._check_splits(cv, X, y, None)
 
     @single_thread_blas
     def fit(self, X, y):

@@ -18,6 +18,7 @@ fit_intercept = true
 [datasets.digits]
 loader = "digits"
 test_size = 0.5
+max_time = 1e-9         # overrides the benchmark's: each HOAG run stops after one iteration
 
 [schemes.shine]
 method = "hoag"
@@ -75,4 +76,6 @@ def test_multiclass_config_end_to_end(tmp_path):
     assert set(cols["scheme"]) == {"shine", "shared", "sklearn-cv"}
     shared = cols["alphas"][cols["scheme"] == "shared"]
     assert all(len(a.split()) == 1 for a in shared)
+    assert len(shared) == 1 and np.sum(cols["scheme"] == "shine") == 1  # max_time honoured
+    assert len(cols["alphas"][cols["scheme"] == "shine"][0].split()) == 10
     assert np.all(np.isfinite(cols["heldout_loss"]))
