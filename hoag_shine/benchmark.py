@@ -4,11 +4,12 @@ A configuration names the datasets (and their parameters), the schemes (a
 ``method`` among ``"hoag"``, ``"grid"``, ``"random"``, ``"sklearn-cv"`` and
 its parameters) and the seeds. A dataset with more than two classes is
 tuned as a multinomial problem (a scheme's ``penalty``: ``"per-class"``, the
-default, or ``"shared"``); its ``alpha`` column is the mean log-penalty and
-``alphas`` holds them all. Each (dataset, scheme, seed) run writes its
-own CSV file under ``<out>/runs/`` atomically as soon as it finishes, so an
-interrupted benchmark loses no finished run and a rerun skips them;
-``<out>/results.csv`` is the concatenation, rebuilt at the end.
+default, or ``"shared"``; a binary dataset has one C whatever it says);
+the ``alpha`` column is the mean log-penalty and ``alphas`` holds them all.
+Each (dataset, scheme, seed) run writes its own CSV file under ``<out>/runs/``
+atomically as soon as it finishes, so an interrupted benchmark loses no
+finished run and a rerun skips them; ``<out>/results.csv`` is the
+concatenation, rebuilt at the end.
 """
 
 from __future__ import annotations

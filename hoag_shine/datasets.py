@@ -31,12 +31,9 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.model_selection import train_test_split
 
-__all__ = ["DATASETS", "MULTICLASS_DATASETS", "get_data_home", "load_dataset", "paper_split", "make_sparse_classification"]
+__all__ = ["DATASETS", "get_data_home", "load_dataset", "paper_split", "make_sparse_classification"]
 
 DATASETS = ("20news", "real-sim", "breast-cancer", "synthetic", "20news-multiclass", "digits")
-
-#: The datasets with more than two classes.
-MULTICLASS_DATASETS = ("20news-multiclass", "digits")
 
 _20NEWS_FILE = "20news-bydate_py3.pkz"
 
@@ -148,8 +145,8 @@ def _load_digits():
 def load_dataset(name, *, data_home=None, download=False, **params):
     """Load a benchmark dataset as ``(X, y)``.
 
-    Binary datasets have labels in {-1, +1}, multiclass ones
-    (``MULTICLASS_DATASETS``) class indices ``0 .. n_classes - 1``.
+    Binary datasets have labels in {-1, +1}, the multiclass ones
+    (``"20news-multiclass"``, ``"digits"``) class indices ``0 .. n_classes - 1``.
 
     Parameters
     ----------

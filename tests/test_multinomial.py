@@ -40,7 +40,8 @@ def test_derivatives_match_finite_differences(fit_intercept, penalty, sparse):
                                _fd(lambda v: prob.inner_value_grad(v, a)[0], x), rtol=1e-6,
                                atol=1e-6)
     v = rng.standard_normal(prob.n_params)
-    fd = (prob.inner_value_grad(x + 1e-6 * v, a)[1] - prob.inner_value_grad(x - 1e-6 * v, a)[1]) / 2e-6
+    fd = (prob.inner_value_grad(x + 1e-6 * v, a)[1]
+          - prob.inner_value_grad(x - 1e-6 * v, a)[1]) / 2e-6
     np.testing.assert_allclose(prob.inner_hessp(x, a)(v), fd, rtol=1e-5, atol=1e-6)
     z = rng.standard_normal(prob.n_params)
     np.testing.assert_allclose(prob.inner_cross(x, a, z),
