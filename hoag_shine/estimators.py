@@ -40,6 +40,11 @@ def _check_number(name, value, *, low=None, high=None, integer=False, low_open=F
         raise ValueError(f"{name} must be <= {high}, got {value!r}.")
 
 
+def _squeeze(values):
+    """A float for one hyperparameter, a copy of the array for several."""
+    return float(values[0]) if values.shape[0] == 1 else np.array(values)
+
+
 class _HoagCV(BaseEstimator):
     """What the hypergradient-tuned estimators share.
 
@@ -57,6 +62,15 @@ class _HoagCV(BaseEstimator):
     def _log_penalty(self, strength):  # pragma: no cover - interface
         """Log-penalty ``alpha`` of the user-facing strength (``C`` or ``alpha``)."""
         raise NotImplementedError
+
+    def _penalty_history(self, log_penalty):  # pragma: no cover - interface
+        """The ``history_`` entries of the penalties, named as the estimator names them."""
+        raise NotImplementedError
+
+    def _check_penalty_groups(self, n_features):
+        if self.penalty_groups is not None and len(self.penalty_groups) != n_features:
+            raise ValueError(f"penalty_groups must give one group per feature ({n_features}), "
+                             f"got {len(self.penalty_groups)}.")
 
     def _log_bounds(self):
         """Bounds of the log-penalty, lower first."""
@@ -143,7 +157,7 @@ class _HoagCV(BaseEstimator):
         cols = res.trace_columns()
         one = n_hyper == 1
         self.history_ = {
-            "log_penalty": cols["alpha"][:, 0] if one else cols["alpha"],
+            **self._penalty_history(cols["alpha"][:, 0] if one else cols["alpha"]),
             "validation_loss": cols["outer_value"],
             "hypergradient": cols["hypergradient"][:, 0] if one else cols["hypergradient"],
             "accepted": cols["accepted"], "time": cols["time"],
@@ -152,16 +166,16 @@ class _HoagCV(BaseEstimator):
         }
         return res
 
-    def _final_fits(self, res, problems, full_problem):
+    def _final_fits(self, res, problems, X, y):
         """Tight fits at the chosen penalty: ``[(problem, x)]``.
 
-        ``refit=True``: one fit of ``full_problem`` (all the data), started
-        from the folds' mean solution; otherwise one fit per fold.
+        ``refit=True``: one fit on all of ``(X, y)``, started from the folds'
+        mean solution; otherwise one fit per fold.
         """
         xs = res.x if isinstance(res.x, list) else [res.x]
         if self.refit:
-            return [(full_problem, self._final_fit(full_problem, np.mean(xs, axis=0),
-                                                   res.alpha))]
+            full = self._problem(X, y, X[:1], y[:1])
+            return [(full, self._final_fit(full, np.mean(xs, axis=0), res.alpha))]
         return [(p, self._final_fit(p, xk, res.alpha)) for p, xk in zip(problems, xs)]
 
     def _final_fit(self, problem, x0, alpha):
@@ -410,6 +424,9 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
     def _log_penalty(self, C):
         return -float(np.log(C))
 
+    def _penalty_history(self, log_penalty):
+        return {"C": np.exp(-log_penalty), "alpha": log_penalty}
+
     def _validate_params(self):
         self._validate_hoag_params()
         if self.multi_class_C not in ("shared", "per-class"):
@@ -463,21 +480,15 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
             raise ValueError("penalty_groups applies to binary targets; with "
                              f"{len(self.classes_)} classes use multi_class_C='per-class' or "
                              "'shared'.")
-        if self.penalty_groups is not None and len(self.penalty_groups) != X.shape[1]:
-            raise ValueError(f"penalty_groups must give one group per feature ({X.shape[1]}), "
-                             f"got {len(self.penalty_groups)}.")
+        self._check_penalty_groups(X.shape[1])
         if sp.issparse(X):
             X = X.tocsr()
         splits = self._splits(X, y)
         problems = [self._problem(X[tr], y[tr], X[va], y[va]) for tr, va in splits]
         res = self._run_hoag(problems)
-        vector = res.alpha.shape[0] > 1
-        self.alpha_ = res.alpha.copy() if vector else float(res.alpha[0])
-        self.C_ = np.exp(-self.alpha_) if vector else float(np.exp(-self.alpha_))
-        log_penalty = self.history_.pop("log_penalty")
-        self.history_ = {"C": np.exp(-log_penalty), "alpha": log_penalty, **self.history_}
-        full = self._problem(X, y, X[:1], y[:1]) if self.refit else None
-        x = np.mean([xk for _, xk in self._final_fits(res, problems, full)], axis=0)
+        self.alpha_ = _squeeze(res.alpha)
+        self.C_ = _squeeze(np.exp(-res.alpha))
+        x = np.mean([xk for _, xk in self._final_fits(res, problems, X, y)], axis=0)
         n_features = X.shape[1]
         if multiclass:
             W, b = problems[0]._split(x)
@@ -749,6 +760,9 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
     def _log_penalty(self, alpha):
         return float(np.log(alpha))
 
+    def _penalty_history(self, log_penalty):
+        return {"alpha": np.exp(log_penalty), "log_alpha": log_penalty}
+
     def _problem(self, X_train, y_train, X_val, y_val):
         """The bilevel problem of one split.
 
@@ -820,22 +834,15 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
                              "use ShineLogisticRegressionCV.") from None
         if not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or infinite values; remove or impute them.")
-        if self.penalty_groups is not None and len(self.penalty_groups) != X.shape[1]:
-            raise ValueError(f"penalty_groups must give one group per feature ({X.shape[1]}), "
-                             f"got {len(self.penalty_groups)}.")
+        self._check_penalty_groups(X.shape[1])
         if sp.issparse(X):
             X = X.tocsr()
         splits = self._splits(X, y)
         problems = [self._problem(X[tr], y[tr], X[va], y[va]) for tr, va in splits]
         res = self._run_hoag(problems)
-        vector = res.alpha.shape[0] > 1
-        self.log_alpha_ = res.alpha.copy() if vector else float(res.alpha[0])
-        self.alpha_ = np.exp(self.log_alpha_) if vector else float(np.exp(self.log_alpha_))
-        log_penalty = self.history_.pop("log_penalty")
-        self.history_ = {"alpha": np.exp(log_penalty), "log_alpha": log_penalty,
-                         **self.history_}
-        full = self._problem(X, y, X[:1], y[:1]) if self.refit else None
-        fits = [self._coef_intercept(p, xk) for p, xk in self._final_fits(res, problems, full)]
+        self.log_alpha_ = _squeeze(res.alpha)
+        self.alpha_ = _squeeze(np.exp(res.alpha))
+        fits = [self._coef_intercept(p, xk) for p, xk in self._final_fits(res, problems, X, y)]
         self.coef_ = np.mean([w for w, _ in fits], axis=0)
         self.intercept_ = float(np.mean([b for _, b in fits]))
         return self
