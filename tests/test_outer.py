@@ -28,11 +28,28 @@ def test_hoag_cg_finds_closed_form_ridge_optimum(step_rule, inner_solver):
     alpha_star = brentq(grad, -5, 8, xtol=1e-12)  # interior root of the closed form
     assert -4 < alpha_star < 7
     prob = RidgeProblem(*data)
+    # HOAG's own schedule (tight from the start, slowly tightening) to converge
+    # to 1e-6; the default schedule is checked below at its usual tolerance.
     res = hoag(prob, [0.0], hypergradient="cg", max_iter=100, tol=1e-6, step_rule=step_rule,
-               inner_solver=inner_solver)
+               inner_solver=inner_solver, eps0=1e-3, decay=0.9, first_step=1.0)
     assert res.success, res.message
     assert res.alpha[0] == pytest.approx(alpha_star, abs=1e-3)
     assert res.fun == pytest.approx(ref_ridge(*data, alpha_star, False)[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("method,alpha_tol,value_rtol", [("cg", 2e-3, 2e-5), ("shine", 5e-2, 2e-4)])
+def test_hoag_default_schedule_finds_closed_form_ridge_optimum(method, alpha_tol, value_rtol):
+    # Default schedule (loose first solves, decay 0.6) and secant step: the
+    # stop on tol=1e-3 comes while the inner tolerance is still ~1e-5. SHINE's
+    # inverse estimate biases its hypergradient: it stops about 0.03 from the
+    # optimum in log-alpha (value 1e-4 above), where HOAG's schedule took 54
+    # outer iterations instead of 15 to get within 2e-3.
+    data = _ridge_data()
+    alpha_star = brentq(lambda a: ref_ridge(*data, a, False)[1], -5, 8, xtol=1e-12)
+    res = hoag(RidgeProblem(*data), [0.0], hypergradient=method, max_iter=60)
+    assert res.success, res.message
+    assert res.alpha[0] == pytest.approx(alpha_star, abs=alpha_tol)
+    assert res.fun == pytest.approx(ref_ridge(*data, alpha_star, False)[0], rel=value_rtol)
 
 
 @pytest.mark.parametrize("method", ["shine", "cg", "shine-refine"])
@@ -190,6 +207,29 @@ def test_first_step_length(first_step):
     assert abs(res.trace[1]["alpha"][0] - res.trace[0]["alpha"][0]) == pytest.approx(first_step)
     with pytest.raises(ValueError, match="first_step"):
         hoag(prob, [0.0], first_step=0.0)
+
+
+@pytest.mark.parametrize("ratio", [1.2, 3.0])
+def test_max_step_ratio_bounds_each_move_by_the_last_accepted_one(ratio):
+    # From a far too weak penalty the secant steps want to grow: each move from
+    # the last accepted point is at most `ratio` times the last accepted move.
+    X, y = make_classification_data(200, 20, seed=3)
+    prob = LogisticProblem(*split(X, y, 150))
+    res = hoag(prob, [-9.0], max_iter=15, tol=0, first_step=0.2, max_step=10.0,
+               max_step_ratio=ratio, bounds=(-10, 10))
+    base, last, moves = res.trace[0]["alpha"], None, []
+    for r in res.trace[1:]:
+        move = float(np.max(np.abs(r["alpha"] - base)))
+        if move == 0:  # the last accepted point solved again after a rejection
+            continue
+        if last is not None:
+            assert move <= ratio * last * (1 + 1e-12)
+            moves.append(move / last)
+        if r["accepted"]:
+            base, last = r["alpha"], move
+    assert max(moves) > 0.9 * ratio  # the bound was active, not just respected
+    with pytest.raises(ValueError, match="max_step_ratio"):
+        hoag(prob, [0.0], max_step_ratio=0.0)
 
 
 def test_value_tol_stops_once_the_outer_value_settles():
