@@ -26,7 +26,7 @@ from .inner import minimize_lbfgs_numpy
 from .outer import hoag
 from .problems import LogisticProblem
 
-__all__ = ["yardstick", "perf_report", "nnz_scaling", "peak_memory_mb"]
+__all__ = ["yardstick", "floor_time", "perf_report", "nnz_scaling", "peak_memory_mb"]
 
 
 def peak_memory_mb() -> float:
@@ -35,7 +35,8 @@ def peak_memory_mb() -> float:
 
 
 @single_thread_blas
-def yardstick(split, center, *, step=0.1, width=1.0, tol=1e-8, maxcor=30, rel_target=0.01):
+def yardstick(split, center, *, step=0.1, width=1.0, tol=1e-8, maxcor=30, rel_target=0.01,
+              floor_repeats=3):
     """Best held-out loss on a fine grid around ``center``, its target and floor.
 
     Parameters
@@ -51,17 +52,26 @@ def yardstick(split, center, *, step=0.1, width=1.0, tol=1e-8, maxcor=30, rel_ta
         Relative gradient tolerance of the grid's fits.
     maxcor : int
         Memory of the floor's cold L-BFGS fit.
+    rel_target : float
+        ``target = (1 + rel_target) * best``.
+    floor_repeats : int
+        The floor is the median of this many timed fits.
 
     Returns
     -------
     dict with ``best_alpha``, ``best``, ``target``, ``floor`` (seconds;
-    ``inf`` if never reached), ``floor_iterations``.
+    ``inf`` if never reached), ``floor_iterations``, the validation optimum
+    of the grid (``validation_best_alpha``) and the held-out loss there
+    relative to ``best`` (``heldout_at_validation_best``): a search that
+    converges to the validation optimum reaches the target only if this is
+    at most ``1 + rel_target`` (``reachable``). ``grid`` lists
+    ``(alpha, held-out loss, validation loss)``.
     """
     X_tr, y_tr, X_val, y_val, X_ho, y_ho = split
     prob = LogisticProblem(X_tr, y_tr, X_val, y_val)
     heldout = lambda x: prob.data_loss(x, X_ho, y_ho)  # noqa: E731
 
-    values = {}
+    values, val_values = {}, {}
     x = prob.initial_x()
 
     def evaluate(alphas):
@@ -74,41 +84,80 @@ def yardstick(split, center, *, step=0.1, width=1.0, tol=1e-8, maxcor=30, rel_ta
             norm0 = float(np.linalg.norm(f(prob.initial_x())[1]))
             x = minimize_lbfgs_numpy(f, x, tol=tol * norm0, maxcor=maxcor, max_iter=5000).x
             values[a] = heldout(x)
+            val_values[a] = prob.data_loss(x, X_val, y_val)
 
     lo, hi = center - width, center + width
     evaluate(np.arange(hi, lo - 1e-9, -step))
     for _ in range(20):
         alphas = sorted(values)
-        best_alpha = min(values, key=values.get)
-        if best_alpha == alphas[0]:
+        edges = {min(values, key=values.get), min(val_values, key=val_values.get)}
+        if alphas[0] in edges:
             evaluate(np.arange(alphas[0] - step, alphas[0] - width - 1e-9, -step))
-        elif best_alpha == alphas[-1]:
+        elif alphas[-1] in edges:
             evaluate(np.arange(alphas[-1] + width, alphas[-1] + 1e-9, -step))
         else:
             break
     best_alpha = min(values, key=values.get)
     best = values[best_alpha]
     target = (1 + rel_target) * best
-
-    a = np.array([best_alpha])
-    f = lambda v: prob.inner_value_grad(v, a)  # noqa: E731
-    excluded = 0.0
-    hit = {}
-
-    def watch(xk):
-        nonlocal excluded
-        t = time.perf_counter()
-        if heldout(xk) <= target:
-            hit["t"] = t - t0 - excluded
-            raise StopIteration
-        excluded += time.perf_counter() - t
-
-    t0 = time.perf_counter()
-    res = minimize_lbfgs_numpy(f, prob.initial_x(), tol=tol * float(np.linalg.norm(f(prob.initial_x())[1])),
-                               maxcor=maxcor, max_iter=5000, callback=watch)
+    val_alpha = min(val_values, key=val_values.get)
+    floor, iterations = floor_time(prob, best_alpha, heldout, target, tol=tol, maxcor=maxcor,
+                                   repeats=floor_repeats)
     return dict(best_alpha=float(best_alpha), best=float(best), target=float(target),
-                floor=float(hit.get("t", np.inf)), floor_iterations=int(res.nit),
-                grid=sorted(values.items()))
+                floor=floor, floor_iterations=iterations,
+                validation_best_alpha=float(val_alpha),
+                heldout_at_validation_best=float(values[val_alpha] / best),
+                reachable=bool(values[val_alpha] <= target),
+                grid=[(a, values[a], val_values[a]) for a in sorted(values)])
+
+
+@single_thread_blas
+def floor_time(problem, alpha, heldout, target, *, tol=1e-8, maxcor=30, repeats=3):
+    """Time of a cold L-BFGS fit at ``alpha`` until its held-out loss is <= ``target``.
+
+    Parameters
+    ----------
+    problem : LogisticProblem
+    alpha : float
+        Log-penalty.
+    heldout : callable
+        ``x -> held-out loss`` (its evaluation time is not counted).
+    target : float
+    tol : float
+        Relative gradient tolerance at which the fit would stop anyway.
+    maxcor : int
+        L-BFGS memory.
+    repeats : int
+        Timed fits; the median is returned.
+
+    Returns
+    -------
+    floor : float
+        Seconds (``inf`` if the fit never reaches ``target``).
+    iterations : int
+        L-BFGS iterations of the (last) fit.
+    """
+    a = np.array([float(alpha)])
+    f = lambda v: problem.inner_value_grad(v, a)  # noqa: E731
+    x0 = problem.initial_x()
+    gtol = tol * float(np.linalg.norm(f(x0)[1]))
+    times, nit = [], 0
+    for _ in range(max(1, int(repeats))):
+        excluded, hit = 0.0, {}
+
+        def watch(xk):
+            nonlocal excluded
+            t = time.perf_counter()
+            if heldout(xk) <= target:
+                hit["t"] = t - t0 - excluded
+                raise StopIteration
+            excluded += time.perf_counter() - t
+
+        t0 = time.perf_counter()
+        res = minimize_lbfgs_numpy(f, x0, tol=gtol, maxcor=maxcor, max_iter=5000, callback=watch)
+        times.append(hit.get("t", np.inf))
+        nit = int(res.nit)
+    return float(np.median(times)), nit
 
 
 def _time_to(t, h, level):
@@ -133,32 +182,38 @@ def perf_report(cols, yardsticks, *, shine="shine", cg="hoag-cg", grid="grid",
     -------
     report : dict
         ``per_scheme[scheme]``: per-seed times to target and their median
-        (``inf`` counted as never) and seeds reached; plus the ratios.
+        (``inf`` counted as never), seeds reached, and reached among the
+        ``reachable_seeds`` (those whose validation optimum is within the
+        target, when the yardsticks say); plus the ratios.
     """
     seeds = sorted(yardsticks)
     schemes = list(dict.fromkeys(cols["scheme"]))
     per_scheme = {}
+    # Seeds whose validation optimum lies within the target (unknown: assumed).
+    reachable = [s for s in seeds if yardsticks[s].get("reachable", True)]
     for s in schemes:
-        ttt, final, ratio_bf = [], [], []
+        ttt, final, ratio_bf, n_reachable = [], [], [], 0
         for seed in seeds:
             m = (cols["scheme"] == s) & (cols["seed"] == seed)
             if not m.any():
                 continue
             t, h = cols["time"][m], cols["heldout_loss"][m]
             ttt.append(_time_to(t, h, yardsticks[seed]["target"]))
+            n_reachable += int(seed in reachable and np.isfinite(ttt[-1]))
             final.append((float(t[-1]), float(h[-1])))
             fwd, bwd = cols["forward_time"][m], cols["backward_time"][m]
             ratio_bf.extend(bwd[fwd > 0] / fwd[fwd > 0])
         ttt = np.array(ttt)
         per_scheme[s] = dict(
             time_to_target=ttt.tolist(), n_reached=int(np.isfinite(ttt).sum()),
+            n_reached_of_reachable=n_reachable,
             n_seeds=len(ttt), median_time_to_target=float(np.median(ttt)) if len(ttt) else np.nan,
             final=final,
             median_backward_over_forward=float(np.median(ratio_bf)) if ratio_bf else np.nan,
         )
     floors = np.array([yardsticks[s]["floor"] for s in seeds])
     report = dict(seeds=seeds, floor=floors.tolist(), median_floor=float(np.median(floors)),
-                  per_scheme=per_scheme)
+                  reachable_seeds=reachable, per_scheme=per_scheme)
     if shine in per_scheme:
         sh = per_scheme[shine]
         med = sh["median_time_to_target"]

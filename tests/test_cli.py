@@ -179,3 +179,51 @@ def test_shipped_configurations_load(path):
     config = load_config(path)
     runs = plan_runs(config)
     assert runs and {s for _, s, _ in runs} == set(config["benchmark"]["schemes"])
+
+
+PERF = """
+[benchmark]
+datasets = ["synthetic"]
+schemes = ["shine", "hoag-cg"]
+seeds = [0]
+fit_intercept = false
+
+[schemes.shine]
+method = "hoag"
+hypergradient = "shine"
+max_iter = 5
+
+[schemes.hoag-cg]
+method = "hoag"
+hypergradient = "cg"
+max_iter = 5
+"""
+
+
+def test_perf_command_caches_the_grids_and_retimes_the_floor(tmp_path, capsys, monkeypatch):
+    cfg = tmp_path / "perf.toml"
+    cfg.write_text(PERF)
+    res = tmp_path / "res"
+    main(["bench", "--config", str(cfg), "--out", str(res)])
+    out = tmp_path / "perf" / "perf.json"
+    main(["perf", "--results", str(res), "--dataset", "synthetic", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert "| shine | " in text and "HOAG (CG) / SHINE time to target" in text
+    cache = tmp_path / "perf" / "yardsticks_synthetic.json"
+    first = __import__("json").loads(out.read_text())
+    assert set(__import__("json").loads(cache.read_text())) == {"0"}
+    assert first["reachable_seeds"] in ([0], [])
+    # A second run reads the grid from the cache (the yardstick is not
+    # computed again) but times the floor afresh.
+    import hoag_shine.perf
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the cached yardstick was recomputed")
+
+    monkeypatch.setattr(hoag_shine.perf, "yardstick", fail)
+    main(["perf", "--results", str(res), "--dataset", "synthetic", "--out", str(out)])
+    second = __import__("json").loads(out.read_text())
+    st1, st2 = first["yardsticks"]["0"], second["yardsticks"]["0"]
+    assert st1["best"] == st2["best"] and st1["target"] == st2["target"]
+    assert 0 < st2["floor"] < np.inf
+    assert len((tmp_path / "perf" / "perf_history.jsonl").read_text().splitlines()) == 2

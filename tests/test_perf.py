@@ -3,7 +3,7 @@ import pytest
 
 from hoag_shine import LogisticProblem, hypergradient
 from hoag_shine.datasets import make_sparse_classification, paper_split
-from hoag_shine.perf import nnz_scaling, perf_report, yardstick
+from hoag_shine.perf import floor_time, nnz_scaling, perf_report, yardstick
 
 
 @pytest.fixture(scope="module")
@@ -17,16 +17,37 @@ def test_yardstick_finds_the_grid_best_and_a_floor(split):
     st = yardstick(split, center=1.5, width=0.5)
     X_tr, y_tr, X_val, y_val, X_ho, y_ho = split
     prob = LogisticProblem(X_tr, y_tr, X_val, y_val)
-    alphas = np.array([a for a, _ in st["grid"]])
+    alphas = np.array([a for a, _, _ in st["grid"]])
     # Independent check of the grid values with the public hypergradient function.
-    for a, v in st["grid"][:: max(1, len(st["grid"]) // 4)]:
+    for a, v, val in st["grid"][:: max(1, len(st["grid"]) // 4)]:
         x = hypergradient(prob, [a], method="jacobian-free", inner_tol=1e-10,
                           return_result=True)[3].x
         assert prob.data_loss(x, X_ho, y_ho) == pytest.approx(v, rel=1e-5)
+        assert prob.data_loss(x, X_val, y_val) == pytest.approx(val, rel=1e-5)
     assert alphas.min() < st["best_alpha"] < alphas.max()  # interior after growing
-    assert st["best"] == min(v for _, v in st["grid"])
+    assert st["best"] == min(v for _, v, _ in st["grid"])
     assert st["target"] == pytest.approx(1.01 * st["best"])
     assert 0 < st["floor"] < np.inf and st["floor_iterations"] > 0
+    # The validation optimum of the grid, and the held-out loss there.
+    val_alpha, h_there, _ = min(st["grid"], key=lambda r: r[2])
+    assert alphas.min() < st["validation_best_alpha"] == val_alpha < alphas.max()
+    assert st["heldout_at_validation_best"] == pytest.approx(h_there / st["best"])
+    assert st["reachable"] == (h_there <= st["target"])
+
+
+def test_floor_time_is_the_time_to_the_target_of_a_cold_fit(split):
+    X_tr, y_tr, X_val, y_val, X_ho, y_ho = split
+    prob = LogisticProblem(X_tr, y_tr, X_val, y_val)
+    heldout = lambda x: prob.data_loss(x, X_ho, y_ho)  # noqa: E731
+    x_star = hypergradient(prob, [0.0], method="jacobian-free", inner_tol=1e-10,
+                           return_result=True)[3].x
+    at_x0 = heldout(prob.initial_x())
+    # A target the starting point already meets is reached at once; one below
+    # the optimum never is; one half-way is reached after some iterations.
+    assert floor_time(prob, 0.0, heldout, at_x0 + 1, repeats=1)[0] == pytest.approx(0, abs=0.05)
+    assert floor_time(prob, 0.0, heldout, heldout(x_star) - 1, repeats=1)[0] == np.inf
+    t, nit = floor_time(prob, 0.0, heldout, 0.5 * (at_x0 + heldout(x_star)), repeats=2)
+    assert 0 < t < np.inf and nit > 0
 
 
 def test_perf_report_ratios():
@@ -48,8 +69,10 @@ def test_perf_report_ratios():
     cols = {k: np.array(v, dtype=object if k == "scheme" else float)
             for k, v in zip(("scheme", "seed", "time", "heldout_loss", "forward_time",
                              "backward_time"), zip(*rows))}
-    sticks = {0: dict(target=101.0, floor=1.5), 1: dict(target=101.0, floor=2.5)}
+    sticks = {0: dict(target=101.0, floor=1.5), 1: dict(target=101.0, floor=2.5, reachable=False)}
     rep = perf_report(cols, sticks)
+    assert rep["reachable_seeds"] == [0]
+    assert rep["per_scheme"]["shine"]["n_reached_of_reachable"] == 1
     assert rep["per_scheme"]["shine"]["time_to_target"] == [3.0, 4.0]
     assert rep["per_scheme"]["hoag-cg"]["time_to_target"] == [6.0, 8.0]
     assert rep["median_floor"] == 2.0
