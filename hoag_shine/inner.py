@@ -91,15 +91,24 @@ class LbfgsMemory:
         y = np.array(y, dtype=np.float64)
         if self.n_params is not None and s.shape != (self.n_params,):
             raise ValueError(f"s must have shape ({self.n_params},), got {s.shape}.")
+        return self._append(s, y)
+
+    def _append(self, s, y, ss=None) -> bool:
+        """:meth:`append` for fresh float64 arrays the memory may keep (no copy)."""
         sy, yy = float(s @ y), float(y @ y)
+        return self._push(s, y, sy, yy, ss)
+
+    def _push(self, s, y, sy, yy, ss) -> bool:
         # L-BFGS-B's test: keep the pair only if s.y > eps * y.y (safely positive).
         if not (np.isfinite(sy) and np.isfinite(yy)) or sy <= _EPS * yy or sy <= 0:
             self.n_skipped += 1
             return False
-        self._pairs.append((s, y, 1.0 / sy, yy))
+        # (s, y, 1 / s.y, y.y, s.s); s.s (None until needed) serves shift().
+        self._pairs.append((s, y, 1.0 / sy, yy, ss))
         return True
 
     def copy(self) -> "LbfgsMemory":
+        """A copy whose pair list is its own (the arrays are shared, never modified)."""
         new = LbfgsMemory(self.maxlen, self.n_params)
         new._pairs = deque(self._pairs, maxlen=self.maxlen)
         new.n_skipped = self.n_skipped
@@ -115,17 +124,36 @@ class LbfgsMemory:
         Parameters
         ----------
         delta : float or ndarray of shape (n_params,)
+
+        Notes
+        -----
+        New arrays are made for the ``y_i`` (copies of this memory share the
+        old ones). With a scalar ``delta`` (or a constant array) the
+        curvatures follow without another pass over the vectors:
+        ``s.y += delta s.s`` and ``y.y += 2 delta s.y + delta**2 s.s``.
         """
+        delta = np.asarray(delta, dtype=np.float64)
+        if delta.ndim == 1 and delta.size and np.all(delta == delta[0]):
+            delta = delta[0]
         pairs = list(self._pairs)
         self._pairs.clear()
-        for s, y, *_ in pairs:
-            self.append(s, y + delta * s)
+        for s, y, rho, yy, ss in pairs:
+            if delta.ndim == 0:
+                d = float(delta)
+                if ss is None:
+                    ss = float(s @ s)
+                y_new = y.copy()
+                daxpy(s, y_new, a=d)  # in place: y_new += d * s
+                sy = 1.0 / rho
+                self._push(s, y_new, sy + d * ss, yy + d * (2.0 * sy + d * ss), ss)
+            else:
+                self._append(s, y + delta * s, ss)
 
     def gamma(self) -> float:
         """Scaling ``s.y / y.y`` of the newest pair (1 when the memory is empty)."""
         if not self._pairs:
             return 1.0
-        s, y, rho, yy = self._pairs[-1]
+        _, _, rho, yy, _ = self._pairs[-1]
         return 1.0 / (rho * yy)
 
     def inv_hvp(self, v, h0: float | None = None) -> np.ndarray:
@@ -146,11 +174,11 @@ class LbfgsMemory:
         q = np.array(v, dtype=np.float64)
         a = np.empty(len(self._pairs))
         for i in range(len(self._pairs) - 1, -1, -1):
-            s, y, rho, _ = self._pairs[i]
+            s, y, rho = self._pairs[i][:3]
             a[i] = rho * float(s @ q)
             q = daxpy(y, q, a=-a[i])  # in place: q -= a_i y
         q *= self.gamma() if h0 is None else h0
-        for i, (s, y, rho, _) in enumerate(self._pairs):
+        for i, (s, y, rho, _, _) in enumerate(self._pairs):
             b = rho * float(y @ q)
             q = daxpy(s, q, a=a[i] - b)
         return q
@@ -191,6 +219,7 @@ def minimize_lbfgs(
     maxcor: int = 30,
     max_iter: int = 1000,
     memory: LbfgsMemory | None = None,
+    fg0=None,
 ) -> InnerResult:
     """Minimise a smooth function with SciPy's L-BFGS-B and keep its curvature pairs.
 
@@ -213,6 +242,8 @@ def minimize_lbfgs(
     memory : LbfgsMemory, default=None
         Where to append the run's pairs. ``None`` starts an empty memory. SciPy's
         solver itself always starts from an empty memory.
+    fg0 : (float, ndarray), default=None
+        ``fun_grad(x0)`` when it is already known (saves one evaluation).
 
     Returns
     -------
@@ -237,6 +268,8 @@ def minimize_lbfgs(
         cache.append((np.array(x), float(f), g))
         return f, g.copy()
 
+    if fg0 is not None:
+        cache.append((x0.copy(), float(fg0[0]), np.array(fg0[1], dtype=np.float64)))
     f, g = wrapped(x0)
     state = {"x": x0, "f": f, "g": g, "nit": 0}
     gnorm = float(np.linalg.norm(g))
@@ -244,7 +277,7 @@ def minimize_lbfgs(
     def callback(intermediate_result):
         x = intermediate_result.x
         f, g = wrapped(x)
-        memory.append(x - state["x"], g - state["g"])
+        memory._append(x - state["x"], g - state["g"])
         state.update(x=np.array(x), f=f, g=g, nit=state["nit"] + 1)
         if np.linalg.norm(g) <= tol:
             raise StopIteration
@@ -389,6 +422,7 @@ def minimize_lbfgs_numpy(
     memory: LbfgsMemory | None = None,
     opa=None,
     callback=None,
+    fg0=None,
 ) -> InnerResult:
     """Minimise a smooth function with a NumPy L-BFGS whose memory is open.
 
@@ -419,6 +453,8 @@ def minimize_lbfgs_numpy(
     callback : callable, default=None
         ``callback(x)`` after each iteration; raising ``StopIteration`` stops
         the solve (``message`` says so).
+    fg0 : (float, ndarray), default=None
+        ``fun_grad(x0)`` when it is already known (saves one evaluation).
 
     Returns
     -------
@@ -429,9 +465,9 @@ def minimize_lbfgs_numpy(
     x = np.array(x0, dtype=np.float64)
     if memory is None:
         memory = LbfgsMemory(maxcor, x.size)
-    f, g = fun_grad(x)
-    g = np.asarray(g, dtype=np.float64)
-    nfev, nit, n_opa = 1, 0, 0
+    f, g = fun_grad(x) if fg0 is None else fg0
+    f, g = float(f), np.array(g, dtype=np.float64)
+    nfev, nit, n_opa = int(fg0 is None), 0, 0
     gnorm = float(np.linalg.norm(g))
     message = "converged: ||grad|| <= tol"
     last_step = None
@@ -446,7 +482,7 @@ def minimize_lbfgs_numpy(
                 e *= last_step / norm_e
                 g_e = fun_grad(x + e)[1]
                 nfev += 1
-                n_opa += memory.append(e, g_e - g)
+                n_opa += memory._append(e, g_e - g)
         d = -memory.inv_hvp(g)
         if len(memory) == 0:
             t0 = min(1.0, 1.0 / gnorm)
@@ -461,8 +497,9 @@ def minimize_lbfgs_numpy(
             message = "line search failed: no decrease found (precision limit?)"
             break
         s = x_new - x
-        memory.append(s, g_new - g)
-        last_step = float(np.linalg.norm(s))
+        ss = float(s @ s)
+        memory._append(s, np.asarray(g_new, dtype=np.float64) - g, ss)
+        last_step = float(np.sqrt(ss))
         x, f, g = x_new, f_new, np.asarray(g_new, dtype=np.float64)
         gnorm = float(np.linalg.norm(g))
         nit += 1

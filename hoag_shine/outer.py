@@ -491,6 +491,7 @@ class _Fold:
         norm = float(np.linalg.norm(problem.inner_value_grad(problem.initial_x(), alpha)[1]))
         self.norm_init = norm if norm > 0 else 1.0
         self.alpha = None  # alpha of the accepted state
+        self.fg = None  # inner value and gradient at (x, alpha) of the accepted state
         self.memory = None
         self.z = None  # backward-pass vector of the accepted state
         self.zc = None  # vector of the first-order value correction
@@ -505,6 +506,9 @@ class _Fold:
             memory.shift(self.problem.penalty_weights(alpha)
                          - self.problem.penalty_weights(self.alpha))
         kwargs = {}
+        if self.fg is not None:  # the warm start's evaluation, moved to the new alpha
+            kwargs["fg0"] = self.problem.inner_value_grad_update(self.x, *self.fg, self.alpha,
+                                                                 alpha)
         if self.strategy.uses_opa:
             kwargs["opa"] = (lambda v: self.problem.outer_value_grad(v, alpha)[1],
                              self.strategy.opa_period(self.n_solves))
@@ -531,6 +535,7 @@ class _Fold:
         self.zc = hg.z if self.strategy.approximates_inverse else inner.memory.inv_hvp(hg.grad_x)
         self.value_c = hg.value - float(self.zc @ inner.jac)
         self.x, self.alpha, self.memory, self.z = inner.x, alpha, inner.memory, hg.z
+        self.fg = (inner.fun, inner.jac)
         return hg
 
 

@@ -15,8 +15,9 @@ def test_opa_pairs_satisfy_the_secant_equation():
     inserted = []
 
     class Recording(LbfgsMemory):
-        def append(self, s, y):
-            added = super().append(s, y)
+        # The solvers append through the no-copy _append.
+        def _append(self, s, y, ss=None):
+            added = super()._append(s, y, ss)
             if added and self._opa_next:
                 inserted.append((self.copy(), np.array(s), np.array(y)))
             return added
@@ -28,14 +29,14 @@ def test_opa_pairs_satisfy_the_secant_equation():
         mem._opa_next = True  # the next pair appended is the OPA pair
         return v
 
-    orig_append = mem.append
+    orig_append = mem._append
 
-    def append(s, y):
-        added = orig_append(s, y)
+    def append(s, y, ss=None):
+        added = orig_append(s, y, ss)
         mem._opa_next = False
         return added
 
-    mem.append = append
+    mem._append = append
     res = minimize_lbfgs_numpy(lambda x: prob.inner_value_grad(x, a), np.zeros(prob.n_params),
                                tol=1e-6, memory=mem, opa=(direction, 3))
     assert res.n_opa == len(inserted) >= 3

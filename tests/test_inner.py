@@ -166,3 +166,52 @@ def test_numpy_lbfgs_warm_memory_saves_iterations():
     assert warm.success and cold.success
     np.testing.assert_allclose(warm.x, cold.x, rtol=1e-5, atol=1e-7)
     assert warm.nit < cold.nit
+
+
+@pytest.mark.parametrize("delta", [0.7, -0.3, "array"])
+def test_shift_curvatures_and_products_match_a_fresh_memory(delta):
+    # shift() updates s.y and y.y from cached scalars when delta is constant;
+    # the result must equal a memory built from the shifted pairs directly,
+    # and the dense BFGS inverse of those pairs.
+    S, Y, H = _random_pairs(n=7, m=5, seed=3)
+    d = np.linspace(0.1, 0.9, 7) if delta == "array" else np.full(7, delta)
+    mem = LbfgsMemory(5)
+    for s, y in zip(S, Y):
+        mem.append(s, y)
+    kept = mem.copy()
+    mem.shift(d)
+    mem.shift(d)  # twice: the second shift reuses the cached s.s
+    fresh = LbfgsMemory(5)
+    for s, y in zip(S, Y + 2 * d * S):
+        fresh.append(s, y)
+    for (s1, y1, rho1, yy1, _), (s2, y2, rho2, yy2, _) in zip(mem._pairs, fresh._pairs):
+        np.testing.assert_allclose(y1, y2, rtol=1e-13)
+        np.testing.assert_allclose([rho1, yy1], [rho2, yy2], rtol=1e-12)
+    v = np.arange(7.0)
+    Hinv = _dense_bfgs_inverse(S, Y + 2 * d * S, fresh.gamma())
+    np.testing.assert_allclose(mem.inv_hvp(v), Hinv @ v, rtol=1e-10)
+    # The copy taken before is untouched (its arrays are shared, never modified).
+    np.testing.assert_array_equal(kept.y, Y)
+
+
+def test_known_starting_evaluation_saves_one_and_changes_nothing():
+    from hoag_shine.inner import minimize_lbfgs_numpy
+
+    prob, _, _ = _logistic()
+    a = np.array([-1.0])
+    x0 = np.full(prob.n_params, 0.1)
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return prob.inner_value_grad(x, a)
+
+    for solve in (minimize_lbfgs, minimize_lbfgs_numpy):
+        calls.clear()
+        plain = solve(f, x0, tol=1e-6)
+        n_plain = len(calls)
+        calls.clear()
+        known = solve(f, x0, tol=1e-6, fg0=prob.inner_value_grad(x0, a))
+        assert len(calls) == n_plain - 1
+        np.testing.assert_array_equal(known.x, plain.x)
+        assert known.nit == plain.nit

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.special import logsumexp, softmax
 
-from .base import BilevelProblem, L2Penalty, _check_target, _check_X
+from .base import BilevelProblem, L2Penalty, _check_target, _check_X, _transpose
 
 __all__ = ["MultinomialLogisticProblem"]
-
-
-def _transpose(X):
-    return X.T.tocsr() if sp.issparse(X) else X.T
 
 
 class MultinomialLogisticProblem(BilevelProblem):
