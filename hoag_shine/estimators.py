@@ -101,6 +101,7 @@ class _HoagCV(BaseEstimator):
         _check_number("tol", self.tol, low=0)
         _check_number("value_tol", self.value_tol, low=0)
         _check_number("patience", self.patience, low=1, integer=True)
+        _check_number("stop_eps", self.stop_eps, low=0, high=1, low_open=True, allow_none=True)
         _check_number("validation_fraction", self.validation_fraction, low=0, high=1,
                       low_open=True)
         if self.validation_fraction >= 1:
@@ -140,7 +141,8 @@ class _HoagCV(BaseEstimator):
                 hypergradient=self.hypergradient,
                 hypergradient_params=self.hypergradient_params,
                 max_iter=self.max_iter, tol=self.tol, value_tol=self.value_tol,
-                patience=self.patience, tol_schedule=self.tol_schedule,
+                patience=self.patience, stop_eps=self.stop_eps,
+                tol_schedule=self.tol_schedule,
                 eps0=self.eps0, decay=self.decay, bounds=self._log_bounds(),
                 maxcor=self.memory, max_inner_iter=self.max_inner_iter,
                 step_growth=self.step_growth, step_rule=self.step_rule,
@@ -255,6 +257,12 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         ``value_tol`` (relative) over the last ``patience`` outer iterations.
     patience : int, default=5
         Outer iterations over which ``value_tol`` is measured.
+    stop_eps : float, default=1e-6
+        The stopping tests (``tol``, ``value_tol``) count only once the
+        relative inner tolerance is at most ``stop_eps``; an earlier stop
+        tightens the schedule to it and goes on (see :func:`hoag_shine.hoag`).
+        The search starts with loose solves and ends on tight ones. ``None``:
+        the tests count at any tolerance.
     cv : int, cross-validation generator or iterable, default=None
         ``None``: one stratified hold-out split of ``validation_fraction`` of
         the data. An int: that many stratified folds. Any scikit-learn
@@ -360,6 +368,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         tol=1e-2,
         value_tol=1e-4,
         patience=5,
+        stop_eps=1e-6,
         cv=None,
         validation_fraction=0.2,
         fit_intercept=True,
@@ -391,6 +400,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         self.tol = tol
         self.value_tol = value_tol
         self.patience = patience
+        self.stop_eps = stop_eps
         self.cv = cv
         self.validation_fraction = validation_fraction
         self.fit_intercept = fit_intercept
@@ -606,6 +616,12 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         ``value_tol`` (relative) over the last ``patience`` outer iterations.
     patience : int, default=5
         Outer iterations over which ``value_tol`` is measured.
+    stop_eps : float, default=1e-6
+        The stopping tests (``tol``, ``value_tol``) count only once the
+        relative inner tolerance is at most ``stop_eps``; an earlier stop
+        tightens the schedule to it and goes on (see :func:`hoag_shine.hoag`).
+        The search starts with loose solves and ends on tight ones. ``None``:
+        the tests count at any tolerance.
     cv : int, cross-validation generator or iterable, default=None
         ``None``: one shuffled hold-out split of ``validation_fraction`` of the
         data. An int: that many (unshuffled) K folds. Any scikit-learn splitter
@@ -699,6 +715,7 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         tol=1e-2,
         value_tol=1e-4,
         patience=5,
+        stop_eps=1e-6,
         cv=None,
         validation_fraction=0.2,
         fit_intercept=True,
@@ -729,6 +746,7 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         self.tol = tol
         self.value_tol = value_tol
         self.patience = patience
+        self.stop_eps = stop_eps
         self.cv = cv
         self.validation_fraction = validation_fraction
         self.fit_intercept = fit_intercept
