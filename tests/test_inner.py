@@ -136,7 +136,8 @@ def test_numpy_lbfgs_reaches_scipys_minimiser(kind, alpha):
 
     X, y = make_classification_data(300, 40, seed=1, noise=1.0)
     if kind == "ridge":
-        y = X @ np.random.default_rng(0).standard_normal(40) + np.random.default_rng(1).standard_normal(300)
+        y = (X @ np.random.default_rng(0).standard_normal(40)
+             + np.random.default_rng(1).standard_normal(300))
         prob = RidgeProblem(*split(X, y, 200), fit_intercept=True)
     else:
         prob = LogisticProblem(*split(X, y, 200), fit_intercept=True)
