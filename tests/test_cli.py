@@ -184,7 +184,7 @@ def test_shipped_configurations_load(path):
 PERF = """
 [benchmark]
 datasets = ["synthetic"]
-schemes = ["shine", "hoag-cg"]
+schemes = ["shine", "hoag-cg", "sklearn-cv"]
 seeds = [0]
 fit_intercept = false
 
@@ -197,6 +197,11 @@ max_iter = 5
 method = "hoag"
 hypergradient = "cg"
 max_iter = 5
+
+[schemes.sklearn-cv]
+method = "sklearn-cv"
+Cs = 3
+cv = 2
 """
 
 
@@ -213,6 +218,12 @@ def test_perf_command_caches_the_grids_and_retimes_the_floor(tmp_path, capsys, m
     first = __import__("json").loads(out.read_text())
     assert set(__import__("json").loads(cache.read_text())) == {"0"}
     assert first["reachable_seeds"] in ([0], [])
+    # The floor's fit, timed again until it beats LogisticRegressionCV's loss.
+    sk = first["sklearn"]
+    assert 0 < first["yardsticks"]["0"]["sklearn_floor"] < np.inf
+    assert sk["median_floor_ratio"] == pytest.approx(
+        first["yardsticks"]["0"]["sklearn_floor"] / sk["per_seed"][0][1])
+    assert "no search beats it" in text
     # A second run reads the grid from the cache (the yardstick is not
     # computed again) but times the floor afresh.
     import hoag_shine.perf

@@ -83,6 +83,12 @@ def test_perf_report_ratios():
     assert rep["sklearn"]["shine_lower_final"] == 2
     assert rep["sklearn"]["median_time_ratio"] == pytest.approx(np.median([2 / 40, 4 / 40]))
     assert rep["per_scheme"]["shine"]["median_backward_over_forward"] == pytest.approx(0.01)
+    assert "median_floor_ratio" not in rep["sklearn"]
+    # With the time a cold fit at the answer needs to beat scikit-learn's loss.
+    sticks[0]["sklearn_floor"], sticks[1]["sklearn_floor"] = 0.4, 1.2
+    rep = perf_report(cols, sticks)
+    assert rep["sklearn"]["floor_ratio_per_seed"] == pytest.approx([0.01, 0.03])
+    assert rep["sklearn"]["median_floor_ratio"] == pytest.approx(0.02)
 
 
 def test_nnz_scaling_small():
