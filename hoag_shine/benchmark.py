@@ -126,7 +126,9 @@ def _run_file(out: Path, dataset, scheme, seed) -> Path:
 
 def _atomic_write_csv(path: Path, rows, columns=COLUMNS):
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".csv")
+    # Not "*.csv": a run killed mid-write leaves this file behind, and nothing
+    # that lists the finished runs may take it for one.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
     try:
         with os.fdopen(fd, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)

@@ -109,6 +109,8 @@ def test_killed_run_leaves_readable_files_and_resumes(tiny_config, tmp_path):
     proc.wait()
     finished = list(runs.glob("*.csv"))
     assert 3 <= len(finished) < 30, "the kill must land mid-benchmark"
+    # A write cut by the kill leaves only a temporary file, never a *.csv.
+    assert all(p.suffix == ".part" for p in runs.iterdir() if p.name.startswith(".tmp-"))
     for p in finished:  # every visible file is complete
         with open(p, newline="") as f:
             rows = list(csv.DictReader(f))
