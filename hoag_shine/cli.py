@@ -117,13 +117,14 @@ def _perf(args):
     sticks = {}
     for seed in seeds:
         split = paper_split(X, y, seed)
+        X_tr, y_tr, X_val, y_val, X_ho, y_ho = split
+        prob = LogisticProblem(X_tr, y_tr, X_val, y_val)
+        heldout = lambda v: prob.data_loss(v, X_ho, y_ho)  # noqa: E731
         t0 = time.perf_counter()
         if str(seed) in cache:
             st = dict(cache[str(seed)])
-            X_tr, y_tr, X_val, y_val, X_ho, y_ho = split
-            prob = LogisticProblem(X_tr, y_tr, X_val, y_val)
             st["floor"], st["floor_iterations"] = floor_time(
-                prob, st["best_alpha"], lambda v: prob.data_loss(v, X_ho, y_ho), st["target"])
+                prob, st["best_alpha"], heldout, st["target"])
         else:
             m = (cols["seed"] == seed) & np.isfinite(cols["heldout_loss"])
             center = float(cols["alpha"][m][np.argmin(cols["heldout_loss"][m])])
@@ -136,11 +137,8 @@ def _perf(args):
         sk = (cols["scheme"] == "sklearn-cv") & (cols["seed"] == seed)
         if sk.any():
             # The same cold fit, until it beats LogisticRegressionCV's final loss.
-            X_tr, y_tr, X_val, y_val, X_ho, y_ho = split
-            prob = LogisticProblem(X_tr, y_tr, X_val, y_val)
-            st["sklearn_floor"] = floor_time(
-                prob, st["best_alpha"], lambda v: prob.data_loss(v, X_ho, y_ho),
-                float(cols["heldout_loss"][sk][-1]))[0]
+            st["sklearn_floor"] = floor_time(prob, st["best_alpha"], heldout,
+                                             float(cols["heldout_loss"][sk][-1]))[0]
         sticks[seed] = st
         _err(f"seed {seed}: best {st['best']:.2f} at log-lambda {st['best_alpha']:.1f}, "
              f"validation optimum {st['validation_best_alpha']:.1f} "
