@@ -466,7 +466,7 @@ def minimize_lbfgs_numpy(
     if memory is None:
         memory = LbfgsMemory(maxcor, x.size)
     f, g = fun_grad(x) if fg0 is None else fg0
-    f, g = float(f), np.array(g, dtype=np.float64)
+    f, g = float(f), np.asarray(g, dtype=np.float64)
     nfev, nit, n_opa = int(fg0 is None), 0, 0
     gnorm = float(np.linalg.norm(g))
     message = "converged: ||grad|| <= tol"
