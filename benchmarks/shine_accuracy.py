@@ -23,7 +23,7 @@ import numpy as np
 from hoag_shine import LogisticProblem
 from hoag_shine._utils import single_thread_blas
 from hoag_shine.datasets import load_dataset, paper_split
-from hoag_shine.hypergrad import _cg
+from hoag_shine.hypergrad import conjugate_gradient
 from hoag_shine.inner import minimize_lbfgs_numpy
 
 
@@ -57,13 +57,13 @@ def main(argv=None):
         x, memory, a_old = res.x, res.memory, a
         _, v, g_alpha = prob.outer_value_grad(x, alpha)
         hessp = prob.inner_hessp(x, alpha)
-        z_cg, _, _ = _cg(hessp, v, rtol=1e-10, init=None, max_iter=5000)
+        z_cg, _, _ = conjugate_gradient(hessp, v, rtol=1e-10, init=None, max_iter=5000)
         z_shine = memory.inv_hvp(v)
         d = z_shine - z_cg
         err = np.sqrt(d @ hessp(d)) / np.sqrt(z_cg @ hessp(z_cg))
         x_star = minimize_lbfgs_numpy(f, x, tol=1e-9 * norm0, maxcor=30, max_iter=5000).x
         v_star = prob.outer_value_grad(x_star, alpha)[1]
-        z_star, _, _ = _cg(prob.inner_hessp(x_star, alpha), v_star, rtol=1e-10, init=None,
+        z_star, _, _ = conjugate_gradient(prob.inner_hessp(x_star, alpha), v_star, rtol=1e-10, init=None,
                            max_iter=5000)
         hg = lambda xx, z: float((g_alpha - prob.inner_cross(xx, alpha, z))[0])  # noqa: E731
         print(f"| {a:g} | {res.nit} | {err:.2f} | {hg(x, z_shine):.2f} | {hg(x, z_cg):.2f} | "

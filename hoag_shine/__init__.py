@@ -9,13 +9,15 @@ gradient.
 from .estimators import ShineLogisticRegressionCV, ShineRidgeCV
 from .hypergrad import HypergradientStrategy, get_strategy
 from .inner import InnerResult, LbfgsMemory, minimize_lbfgs
-from .outer import HoagResult, hoag, hypergradient, tolerance_schedule
+from .outer import (HoagOptions, HoagResult, grid_search, hoag, hypergradient, random_search,
+                    tolerance_schedule)
 from .problems import BilevelProblem, LogisticProblem, MultinomialLogisticProblem, RidgeProblem
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "BilevelProblem",
+    "HoagOptions",
     "HoagResult",
     "HypergradientStrategy",
     "InnerResult",
@@ -26,8 +28,10 @@ __all__ = [
     "ShineLogisticRegressionCV",
     "ShineRidgeCV",
     "get_strategy",
+    "grid_search",
     "hoag",
     "hypergradient",
     "minimize_lbfgs",
+    "random_search",
     "tolerance_schedule",
 ]

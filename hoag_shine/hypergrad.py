@@ -45,6 +45,7 @@ __all__ = [
     "ShineRefine",
     "TruncatedCG",
     "compute_hypergradient",
+    "conjugate_gradient",
     "get_strategy",
     "STRATEGIES",
 ]
@@ -105,8 +106,27 @@ class HypergradientStrategy:
         return f"{type(self).__name__}({params})"
 
 
-def _cg(hessp, b, *, rtol, init, max_iter):
-    """Conjugate gradient on ``H z = b``; returns ``(z, n_hvp, converged)``."""
+def conjugate_gradient(hessp, b, *, rtol, init=None, max_iter=1000):
+    """Conjugate gradient on ``H z = b`` (SciPy's ``cg``), counting Hessian products.
+
+    Parameters
+    ----------
+    hessp : callable
+        ``v -> H v`` (``H`` symmetric positive definite).
+    b : ndarray of shape (n,)
+    rtol : float
+        Relative residual tolerance.
+    init : ndarray of shape (n,), default=None
+        Starting guess.
+    max_iter : int, default=1000
+
+    Returns
+    -------
+    z : ndarray of shape (n,)
+    n_hvp : int
+        Hessian-vector products used.
+    converged : bool
+    """
     n_hvp = 0
 
     def matvec(v):
@@ -166,8 +186,9 @@ class ConjugateGradient(HypergradientStrategy):
         self.warm_start = warm_start
 
     def solve(self, hessp, b, *, eps, init=None, memory=None):
-        z, n_hvp, ok = _cg(hessp, b, rtol=eps, init=init if self.warm_start else None,
-                           max_iter=self.max_iter)
+        z, n_hvp, ok = conjugate_gradient(hessp, b, rtol=eps,
+                                          init=init if self.warm_start else None,
+                                          max_iter=self.max_iter)
         if not ok:
             warnings.warn(
                 f"Conjugate gradient did not reach the relative tolerance {eps:.2g} in "
@@ -195,8 +216,9 @@ class TruncatedCG(HypergradientStrategy):
         self.warm_start = warm_start
 
     def solve(self, hessp, b, *, eps, init=None, memory=None):
-        z, n_hvp, _ = _cg(hessp, b, rtol=eps, init=init if self.warm_start else None,
-                          max_iter=self.max_iter)
+        z, n_hvp, _ = conjugate_gradient(hessp, b, rtol=eps,
+                                         init=init if self.warm_start else None,
+                                         max_iter=self.max_iter)
         return z, n_hvp
 
 
@@ -254,7 +276,7 @@ class ShineRefine(HypergradientStrategy):
         cap = self.cap(eps)
         if cap == 0:
             return z0, 0
-        z, n_hvp, _ = _cg(hessp, b, rtol=eps, init=z0, max_iter=cap)
+        z, n_hvp, _ = conjugate_gradient(hessp, b, rtol=eps, init=z0, max_iter=cap)
         return z, n_hvp
 
 

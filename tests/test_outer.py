@@ -43,7 +43,8 @@ def test_hoag_default_schedule_finds_closed_form_ridge_optimum(method):
     # stopping tests gated on inner tolerance <= stop_eps=1e-6.
     data = _ridge_data()
     alpha_star = brentq(lambda a: ref_ridge(*data, a, False)[1], -5, 8, xtol=1e-12)
-    res = hoag(RidgeProblem(*data), [0.0], hypergradient=method, max_iter=60)
+    res = hoag(RidgeProblem(*data), [0.0], hypergradient=method, max_iter=60, tol=1e-3,
+               value_tol=0)
     assert res.success, res.message
     assert res.alpha[0] == pytest.approx(alpha_star, abs=1e-3)
     assert res.fun == pytest.approx(ref_ridge(*data, alpha_star, False)[0], rel=1e-6)
@@ -58,8 +59,9 @@ def test_stop_eps_defers_an_early_stop_to_tight_solves():
     # there and the search goes on.
     data = _ridge_data()
     alpha_star = brentq(lambda a: ref_ridge(*data, a, False)[1], -5, 8, xtol=1e-12)
-    early = hoag(RidgeProblem(*data), [0.0], hypergradient="shine", max_iter=60, stop_eps=None)
-    gated = hoag(RidgeProblem(*data), [0.0], hypergradient="shine", max_iter=60, stop_eps=1e-6)
+    kw = dict(hypergradient="shine", max_iter=60, tol=1e-3, value_tol=0)
+    early = hoag(RidgeProblem(*data), [0.0], stop_eps=None, **kw)
+    gated = hoag(RidgeProblem(*data), [0.0], stop_eps=1e-6, **kw)
     assert early.success and gated.success
     assert abs(early.alpha[0] - alpha_star) > 1e-2
     assert abs(gated.alpha[0] - alpha_star) < 1e-3
@@ -191,7 +193,7 @@ def test_max_iter_without_convergence_warns():
         hoag(prob, [6.0], max_iter=2, tol=1e-9)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        hoag(prob, [6.0], max_iter=2, tol=0)  # a fixed budget asked for: no warning
+        hoag(prob, [6.0], max_iter=2, tol=0, value_tol=0)  # a fixed budget: no warning
 
 
 def test_tolerance_schedules():

@@ -185,6 +185,42 @@ class BilevelProblem:
         """A default starting point of the inner solver (zeros)."""
         return np.zeros(self.n_params)
 
+    def check_X(self, X, name: str = "X"):
+        """Validate a design matrix against the problem's features (2-d, finite, float64)."""
+        return _check_X(X, name, n_features=getattr(self, "n_features", None))
+
+    def gradient_scale(self, alpha) -> float:
+        """``||grad_x h(initial_x, alpha)||``: what relative inner tolerances refer to.
+
+        An inner solve at relative tolerance ``eps`` stops when
+        ``||grad_x h(x, alpha)|| <= eps * gradient_scale(alpha)``: the same
+        ``eps`` means the same accuracy whatever the scale of the data.
+        ``1.0`` when that gradient is zero (``initial_x`` is then the solution).
+        """
+        norm = float(np.linalg.norm(self.inner_value_grad(self.initial_x(), alpha)[1]))
+        return norm if norm > 0 and np.isfinite(norm) else 1.0
+
+    def curvature_scale(self) -> float:
+        """Mean diagonal of the data term's Hessian at ``initial_x`` (over the penalised
+        coordinates): the penalty at which the regularisation weighs as much as the
+        data in an average direction. Scales as the square of the features."""
+        raise NotImplementedError
+
+    def default_alpha(self) -> np.ndarray:
+        """A data-scaled starting point for the log-penalties.
+
+        ``log(curvature_scale())`` for every hyperparameter: a penalty as strong
+        as the data's average curvature. Rescaling the features by ``s`` shifts it
+        by ``2 log(s)``, so a search started there follows the same path on
+        rescaled data (the optimum moves by the same shift).
+        """
+        scale = self.curvature_scale()
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(
+                "The features carry no curvature (all zero, or their squares overflow); "
+                "check X, or pass a starting penalty explicitly.")
+        return np.full(self.n_hyper, np.log(scale))
+
     def penalty_weights(self, alpha) -> np.ndarray:
         """Diagonal of the penalty's Hessian at ``alpha``, shape (n_params,).
 
@@ -282,6 +318,17 @@ class LinearModelProblem(BilevelProblem):
         self.n_hyper = self.penalty.n_groups
         self._XT_train = _transpose(self.X_train)
         return y_train, y_val
+
+    def curvature_scale(self) -> float:
+        X = self.X_train
+        d = self._curvature(self.decision_function(self.initial_x(), X), self.y_train)
+        sq = X.multiply(X).T @ d if sp.issparse(X) else np.einsum("ij,ij,i->j", X, X, d)
+        return float(np.sum(sq)) / max(self.n_features, 1)
+
+    def coef_intercept(self, x):
+        """``(coef, intercept)`` of the model ``x``: ``w`` and ``c`` (0 without intercept)."""
+        w = x[: self.n_features]
+        return w, (float(x[-1]) if self.fit_intercept else 0.0)
 
     def decision_function(self, x, X) -> np.ndarray:
         """Predictions (margins) ``X w + c`` of the model ``x`` on the rows of ``X``."""

@@ -82,6 +82,18 @@ class MultinomialLogisticProblem(BilevelProblem):
                              f"are not among the training classes {self.classes_.tolist()}.")
         return np.searchsorted(self.classes_, y)
 
+    def curvature_scale(self) -> float:
+        """Mean diagonal of the cross-entropy's Hessian at zero (uniform probabilities)."""
+        X, K = self.X_train, self.n_classes
+        sq = X.multiply(X).sum() if hasattr(X, "multiply") else np.sum(X * X)
+        return float(sq) * (1.0 / K) * (1.0 - 1.0 / K) / max(self.n_features, 1)
+
+    def coef_intercept(self, x):
+        """``(coef, intercept)``: ``coef`` of shape (n_classes, n_features), class 0's
+        intercept 0."""
+        W, b = self._split(x)
+        return W.T.copy(), b
+
     def _split(self, x):
         p, K = self.n_features, self.n_classes
         W = x[: p * K].reshape(p, K)

@@ -1,0 +1,145 @@
+"""State of the inner problems across outer iterations (one per cross-validation fold)."""
+
+from __future__ import annotations
+
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
+
+from ..hypergrad import compute_hypergradient
+from ..inner import minimize_lbfgs, minimize_lbfgs_numpy
+
+__all__ = ["Fold", "FoldSet"]
+
+
+class Fold:
+    """One inner problem's state across outer iterations.
+
+    Keeps the last accepted inner solution (warm start), its L-BFGS memory and
+    backward-pass vector, and the trial solve awaiting the accept test.
+
+    Parameters
+    ----------
+    problem : BilevelProblem
+    alpha : ndarray of shape (n_hyper,)
+        Starting log-penalties (they fix the scale of the relative tolerances).
+    x0 : ndarray of shape (n_params,) or None
+        Starting inner point (``problem.initial_x()`` by default).
+    options : HoagOptions
+    """
+
+    def __init__(self, problem, alpha, x0, options):
+        self.problem = problem
+        self.options = options
+        self.strategy = options.strategy
+        self.solve = minimize_lbfgs if options.inner_solver == "scipy" else minimize_lbfgs_numpy
+        self.n_solves = 0
+        self.x = problem.initial_x() if x0 is None else np.array(x0, dtype=np.float64)
+        if self.x.shape != (problem.n_params,):
+            raise ValueError(f"x0 must have shape ({problem.n_params},), got {self.x.shape}.")
+        if not np.all(np.isfinite(self.x)):
+            raise ValueError("x0 contains NaN or infinite values; pass a finite starting point "
+                             "or None (zeros).")
+        self.norm_init = problem.gradient_scale(alpha)
+        self.alpha = None  # alpha of the accepted state
+        self.fg = None  # inner value and gradient at (x, alpha) of the accepted state
+        self.memory = None
+        self.z = None  # backward-pass vector of the accepted state
+        self.zc = None  # vector of the first-order value correction
+        self.value_c = None
+        self.trial = None
+
+    def forward(self, alpha, eps):
+        """Inner solve at ``alpha`` from the accepted state; outer value, corrected."""
+        problem = self.problem
+        memory = None
+        if self.options.warm_memory and self.memory is not None:
+            memory = self.memory.copy()
+            memory.shift(problem.penalty_weights(alpha) - problem.penalty_weights(self.alpha))
+        kwargs = {}
+        if self.fg is not None:  # the warm start's evaluation, moved to the new alpha
+            kwargs["fg0"] = problem.inner_value_grad_update(self.x, *self.fg, self.alpha, alpha)
+        if self.strategy.uses_opa:
+            kwargs["opa"] = (lambda v: problem.outer_value_grad(v, alpha)[1],
+                             self.strategy.opa_period(self.n_solves))
+        inner = self.solve(
+            lambda v: problem.inner_value_grad(v, alpha), self.x,
+            tol=eps * self.norm_init, maxcor=self.options.maxcor,
+            max_iter=self.options.max_inner_iter, memory=memory, **kwargs,
+        )
+        self.n_solves += 1
+        out = {"inner": inner, "value": None, "value_c": None}
+        if self.zc is not None:
+            value = problem.outer_value_grad(inner.x, alpha)[0]
+            out.update(value=value, value_c=value - float(self.zc @ inner.jac))
+        self.trial = inner
+        return out
+
+    def accept(self, alpha, eps):
+        """Make the trial solve the accepted state; return its hypergradient."""
+        inner = self.trial
+        hg = compute_hypergradient(
+            self.problem, inner.x, alpha, self.strategy, eps=eps, memory=inner.memory,
+            init=self.z if self.strategy.warm_start else None,
+        )
+        self.zc = hg.z if self.strategy.approximates_inverse else inner.memory.inv_hvp(hg.grad_x)
+        self.value_c = hg.value - float(self.zc @ inner.jac)
+        self.x, self.alpha, self.memory, self.z = inner.x, alpha, inner.memory, hg.z
+        self.fg = (inner.fun, inner.jac)
+        return hg
+
+
+class FoldSet:
+    """The folds of one outer loop, solved together (in parallel when asked).
+
+    A context manager: one joblib pool serves the whole loop (``n_jobs``
+    follows ``joblib.parallel_config`` when ``None``, and threads are preferred
+    since the folds share their data); with one fold or one job the folds run
+    in this thread.
+    """
+
+    def __init__(self, problems, alpha, x0, options):
+        if x0 is None:
+            x0 = [None] * len(problems)
+        elif len(problems) == 1 and not isinstance(x0, (list, tuple)):
+            x0 = [x0]
+        if len(x0) != len(problems):
+            raise ValueError(f"x0 must give one starting point per problem ({len(problems)}).")
+        self.folds = [Fold(p, alpha, x, options) for p, x in zip(problems, x0)]
+        n_jobs = effective_n_jobs(options.n_jobs) if len(problems) > 1 else 1
+        self._parallel = (Parallel(n_jobs=min(n_jobs, len(problems)), prefer="threads")
+                          if n_jobs > 1 else None)
+
+    def __enter__(self):
+        if self._parallel is not None:
+            self._parallel.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._parallel is not None:
+            self._parallel.__exit__(*exc)
+        return False
+
+    def _run(self, method, *args):
+        if self._parallel is None:
+            return [getattr(f, method)(*args) for f in self.folds]
+        return self._parallel(delayed(getattr(f, method))(*args) for f in self.folds)
+
+    def forward(self, alpha, eps):
+        """Every fold's trial solve at ``alpha``: total value, corrected value, iterations."""
+        out = self._run("forward", alpha, eps)
+        value = sum(r["value"] for r in out) if out[0]["value"] is not None else None
+        value_c = sum(r["value_c"] for r in out) if out[0]["value_c"] is not None else None
+        return dict(value=value, value_c=value_c, inner_iter=sum(r["inner"].nit for r in out),
+                    x=out[0]["inner"].x, inner=[r["inner"] for r in out])
+
+    def accept(self, alpha, eps):
+        """Accept every fold's trial: total value, hypergradient, Hessian products."""
+        out = self._run("accept", alpha, eps)
+        return dict(value=sum(r.value for r in out), grad=np.sum([r.grad for r in out], axis=0),
+                    n_hvp=sum(r.n_hvp for r in out),
+                    value_c=sum(f.value_c for f in self.folds))
+
+    @property
+    def x(self):
+        """The accepted inner solutions, one per fold."""
+        return [f.x for f in self.folds]

@@ -1,0 +1,282 @@
+"""The outer loop's settings: one object, one default each, validated once."""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._params import (Callable, Instance, Interval, InvalidParameterError, Options,
+                       check_unknown, validate_params)
+from ..hypergrad import STRATEGIES, HypergradientStrategy, get_strategy
+
+__all__ = ["HoagOptions", "tolerance_schedule", "TOL_SCHEDULES"]
+
+_EPS_FLOOR = 1e-12
+
+TOL_SCHEDULES = ("exponential", "quadratic", "cubic", "exact")
+
+
+def tolerance_schedule(kind="exponential", *, eps0=1e-2, decay=0.6):
+    """Return ``k -> eps_k``, the relative tolerance of the k-th inner solve.
+
+    Parameters
+    ----------
+    kind : {"exponential", "quadratic", "cubic", "exact"} or callable
+        ``eps0 * decay**k``, ``eps0 / (k + 1)**2``, ``eps0 / (k + 1)**3`` or a
+        constant ``1e-12``. A callable is wrapped so that every value it
+        returns is checked (a finite number in (0, 1)).
+    eps0 : float, default=1e-2
+        First tolerance.
+    decay : float, default=0.6
+        Factor of the exponential schedule, in (0, 1].
+
+    Returns
+    -------
+    schedule : callable
+        ``schedule(k)`` for ``k = 0, 1, ...``; never below 1e-12.
+    """
+    if callable(kind):
+        return _checked(kind)
+    if not (isinstance(eps0, numbers.Real) and 0 < eps0 < 1):
+        raise InvalidParameterError(f"eps0 must be in (0, 1), got {eps0!r}.")
+    if kind == "exponential":
+        if not (isinstance(decay, numbers.Real) and 0 < decay <= 1):
+            raise InvalidParameterError(f"decay must be in (0, 1], got {decay!r}.")
+        return lambda k: max(eps0 * decay**k, _EPS_FLOOR)
+    if kind == "quadratic":
+        return lambda k: max(eps0 / (k + 1) ** 2, _EPS_FLOOR)
+    if kind == "cubic":
+        return lambda k: max(eps0 / (k + 1) ** 3, _EPS_FLOOR)
+    if kind == "exact":
+        return lambda k: _EPS_FLOOR
+    raise InvalidParameterError(
+        f"Unknown tol_schedule {kind!r}; use 'exponential', 'quadratic', 'cubic', "
+        "'exact' or a callable k -> eps_k."
+    )
+
+
+def _checked(schedule):
+    def checked(k):
+        eps = schedule(k)
+        if not (isinstance(eps, numbers.Real) and np.isfinite(eps) and 0 < eps < 1):
+            raise InvalidParameterError(
+                f"tol_schedule({k}) returned {eps!r}; a tolerance schedule must return a "
+                "finite relative tolerance in (0, 1).")
+        return max(float(eps), _EPS_FLOOR)
+
+    return checked
+
+
+_REAL = numbers.Real
+_INT = numbers.Integral
+
+
+@dataclass(frozen=True)
+class HoagOptions:
+    """Settings of the HOAG outer loop (:func:`~hoag_shine.hoag`).
+
+    One object holds every knob of the loop, with one default each; it is
+    validated when it is made (type, range, finiteness) and never changes.
+    :func:`~hoag_shine.hoag` takes it as ``options=`` or builds it from its
+    keyword arguments; the estimators build it from their constructor
+    parameters (their names are the same, but for the penalty-specific start
+    and bounds).
+
+    Parameters
+    ----------
+    hypergradient : str or HypergradientStrategy, default="shine"
+        How to approximate the inverse-Hessian-vector product: "shine",
+        "shine-refine", "shine-opa", "cg", "truncated-cg", "jacobian-free" or
+        "exact".
+    hypergradient_params : dict, default=None
+        Constructor parameters of the strategy (e.g. ``{"max_iter": 5}``).
+    max_iter : int, default=30
+        Outer iterations (inner solves, the initial one and rejected steps
+        included).
+    tol : float, default=1e-2
+        Stop when an accepted step moves ``alpha`` by at most ``tol``
+        (max-norm, log scale: ``C`` by about 1%).
+    value_tol : float, default=1e-4
+        Also stop when the outer value has settled: the last accepted value is
+        lower than the one ``patience`` iterations earlier by at most
+        ``value_tol`` times its magnitude. ``0`` disables this test;
+        ``tol=0`` and ``value_tol=0`` run all ``max_iter`` iterations.
+    patience : int, default=5
+        Outer iterations over which ``value_tol`` is measured.
+    stop_eps : float or None, default=1e-6
+        The stopping tests count only once the inner tolerance ``eps_k`` is at
+        most ``stop_eps``. When one would fire earlier, the schedule jumps to
+        its first tolerance ``<= stop_eps``, the accepted point is solved
+        again there, and the search goes on. ``None``: the tests count at
+        any tolerance.
+    tol_schedule : {"exponential", "quadratic", "cubic", "exact"} or callable, \
+default="exponential"
+        Schedule of the relative tolerance ``eps_k``; the k-th inner solve
+        stops when ``||grad_x h|| <= eps_k * ||grad_x h(x_init, alpha0)||``
+        and conjugate-gradient strategies stop at relative residual ``eps_k``.
+    eps0 : float, default=1e-2
+        First tolerance of the schedule (loose: far from the optimum a rough
+        solve gives a good enough direction).
+    decay : float, default=0.6
+        Factor of the exponential schedule (HOAG uses 0.9, the SHINE paper
+        0.78).
+    bounds : (float, float) or (array, array), default=(-12, 12)
+        Box on the log-penalties ``alpha``; steps are projected onto it.
+    maxcor : int, default=30
+        Memory of the inner L-BFGS (the curvature pairs SHINE reuses).
+    max_inner_iter : int, default=1000
+        Iteration cap of each inner solve.
+    step_rule : {"secant", "hoag"}, default="secant"
+        ``"secant"``: after each accepted step the outer step is ``1 / L`` with
+        ``L`` the secant curvature of the last two hypergradients
+        (Barzilai-Borwein), when positive. ``"hoag"``: ``L`` only changes by
+        ``step_growth`` after a sufficient decrease and doubles on a rejection.
+    step_growth : float, default=0.95
+        Factor applied to ``L`` after a step with sufficient decrease (HOAG's
+        rule), or when the secant curvature is not positive.
+    first_step : float, default=2.0
+        Length (Euclidean, divided by ``sqrt(n_hyper)``) of the first step.
+    max_step : float, default=3.0
+        Largest move of any log-penalty in one step (``"secant"`` rule).
+    max_step_ratio : float, default=3.0
+        A step moves no log-penalty by more than ``max_step_ratio`` times the
+        largest move of the last accepted step (``"secant"`` rule).
+    warm_memory : bool, default=True
+        Carry the L-BFGS curvature pairs from one inner solve to the next,
+        shifted exactly for the new penalty.
+    inner_solver : {"numpy", "scipy"}, default="numpy"
+        The project's L-BFGS (starts from the carried pairs, supports OPA) or
+        SciPy's L-BFGS-B (starts each solve with an empty memory).
+    max_time : float or None, default=None
+        Wall-clock budget in seconds (held-out evaluations not counted); the
+        loop stops after the iteration that exceeds it.
+    n_jobs : int or None, default=None
+        Folds solved in parallel (joblib, threads preferred) when there are
+        several; ``None`` follows ``joblib.parallel_config``.
+    """
+
+    hypergradient: Any = "shine"
+    hypergradient_params: Any = None
+    max_iter: int = 30
+    tol: float = 1e-2
+    value_tol: float = 1e-4
+    patience: int = 5
+    stop_eps: float | None = 1e-6
+    tol_schedule: Any = "exponential"
+    eps0: float = 1e-2
+    decay: float = 0.6
+    bounds: Any = (-12.0, 12.0)
+    maxcor: int = 30
+    max_inner_iter: int = 1000
+    step_rule: str = "secant"
+    step_growth: float = 0.95
+    first_step: float = 2.0
+    max_step: float = 3.0
+    max_step_ratio: float = 3.0
+    warm_memory: bool = True
+    inner_solver: str = "numpy"
+    max_time: float | None = None
+    n_jobs: int | None = None
+    _strategy: Any = field(default=None, init=False, repr=False, compare=False)
+
+    #: What each setting accepts (a value is valid if it meets one entry).
+    CONSTRAINTS = {
+        "hypergradient": [Options(*STRATEGIES), Instance(HypergradientStrategy)],
+        "hypergradient_params": [Instance(dict), None],
+        "max_iter": [Interval(_INT, 1, None)],
+        "tol": [Interval(_REAL, 0, None)],
+        "value_tol": [Interval(_REAL, 0, None)],
+        "patience": [Interval(_INT, 1, None)],
+        "stop_eps": [Interval(_REAL, 0, 1, closed="right"), None],
+        "tol_schedule": [Options(*TOL_SCHEDULES), Callable()],
+        "eps0": [Interval(_REAL, 0, 1, closed="neither")],
+        "decay": [Interval(_REAL, 0, 1, closed="right")],
+        "maxcor": [Interval(_INT, 1, None)],
+        "max_inner_iter": [Interval(_INT, 1, None)],
+        "step_rule": [Options("secant", "hoag")],
+        "step_growth": [Interval(_REAL, 0, 1, closed="right")],
+        "first_step": [Interval(_REAL, 0, None, closed="neither")],
+        "max_step": [Interval(_REAL, 0, None, closed="neither")],
+        "max_step_ratio": [Interval(_REAL, 0, None, closed="neither")],
+        "warm_memory": [Options(True, False)],
+        "inner_solver": [Options("numpy", "scipy")],
+        "max_time": [Interval(_REAL, 0, None, allow_inf=True), None],
+        "n_jobs": [Interval(_INT), None],
+    }
+
+    def __post_init__(self):
+        if isinstance(self.hypergradient, str) and self.hypergradient not in STRATEGIES:
+            raise InvalidParameterError(
+                f"Unknown hypergradient {self.hypergradient!r}; choose one of "
+                f"{sorted(STRATEGIES)} or pass a HypergradientStrategy instance.")
+        validate_params(self.CONSTRAINTS, {k: getattr(self, k) for k in self.CONSTRAINTS},
+                        owner="hoag")
+        self.bounds_arrays(None)
+        # Build the strategy now: bad strategy parameters fail here, not mid-run.
+        object.__setattr__(self, "_strategy", get_strategy(
+            self.hypergradient, **(self.hypergradient_params or {})))
+        if self._strategy.uses_opa and self.inner_solver != "numpy":
+            raise InvalidParameterError(
+                f"hypergradient={self._strategy.name!r} inserts curvature pairs during the "
+                "inner solve, which SciPy's L-BFGS-B cannot do: use inner_solver='numpy'.")
+
+    @classmethod
+    def names(cls) -> tuple:
+        """The settings' names, in order."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+
+    @classmethod
+    def make(cls, options=None, **settings) -> "HoagOptions":
+        """``options`` (or the defaults) with ``settings`` replacing some entries.
+
+        Unknown names are rejected with the closest valid one.
+        """
+        check_unknown(settings, cls.names(), what="hoag setting")
+        if options is None:
+            return cls(**settings)
+        if not isinstance(options, cls):
+            raise InvalidParameterError(f"options must be a HoagOptions, got {options!r}.")
+        return dataclasses.replace(options, **settings) if settings else options
+
+    def replace(self, **settings) -> "HoagOptions":
+        """A copy with some settings replaced (validated again)."""
+        return self.make(self, **settings)
+
+    @property
+    def strategy(self) -> HypergradientStrategy:
+        """The hypergradient strategy these settings name."""
+        return self._strategy
+
+    def schedule(self):
+        """The tolerance schedule ``k -> eps_k``."""
+        return tolerance_schedule(self.tol_schedule, eps0=self.eps0, decay=self.decay)
+
+    def bounds_arrays(self, n_hyper: int | None):
+        """``(lower, upper)`` as arrays of length ``n_hyper`` (checked: finite, lower < upper)."""
+        b = self.bounds
+        if not isinstance(b, (tuple, list)) or len(b) != 2:
+            raise InvalidParameterError(
+                f"bounds must be a pair (lower, upper) of log-penalties, got {b!r}.")
+        try:
+            lo, hi = (np.asarray(v, dtype=np.float64) for v in b)
+        except (TypeError, ValueError):
+            raise InvalidParameterError(f"bounds must hold numbers, got {b!r}.") from None
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+            raise InvalidParameterError(
+                f"bounds must be finite log-penalties, got {b!r}; give a finite range such "
+                "as (-12, 12).")
+        if np.any(lo >= hi):
+            raise InvalidParameterError(f"bounds must satisfy lower < upper, got {b!r}.")
+        if n_hyper is None:
+            return lo, hi
+        try:
+            return (np.broadcast_to(lo, (n_hyper,)).copy(),
+                    np.broadcast_to(hi, (n_hyper,)).copy())
+        except ValueError:
+            raise InvalidParameterError(
+                f"bounds give {lo.shape} and {hi.shape} values for {n_hyper} "
+                "hyperparameters; give scalars or one value per hyperparameter.") from None

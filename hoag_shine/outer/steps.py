@@ -1,0 +1,104 @@
+"""The outer step: accept/reject test, first step, secant (or HOAG) step length, bounds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["StepRule"]
+
+
+class StepRule:
+    """Where the next outer iterate goes, and whether a trial is accepted.
+
+    A step from the last accepted point ``alpha_k`` to ``alpha_t`` is accepted
+    when the outer value, corrected for the inner solutions' inexactness, does
+    not increase: ``G(alpha_t) <= G(alpha_k) + m``, with ``G = g(x) - z .
+    grad_x h(x)`` (``z`` the backward vector of the last accepted point) and
+    ``m = (eps_k + eps_t) |g(alpha_k)|``. A rejected step is undone: ``L``
+    doubles and the accepted point is solved again at the next tolerance.
+
+    The step is ``alpha_k - grad_k / L`` projected onto the bounds. The first
+    ``L`` is ``||grad_0|| / (sqrt(n_hyper) first_step)``; then ``"secant"``
+    sets ``L`` to the secant curvature of the last two hypergradients (a
+    Barzilai-Borwein step; grown by ``step_growth`` when not positive) capped
+    so that no log-penalty moves by more than ``max_step`` nor by more than
+    ``max_step_ratio`` times the last accepted move; ``"hoag"`` multiplies
+    ``L`` by ``step_growth`` after a step with sufficient decrease.
+
+    Parameters
+    ----------
+    options : HoagOptions
+    lower, upper : ndarray of shape (n_hyper,)
+        Bounds of ``alpha``.
+    """
+
+    def __init__(self, options, lower, upper):
+        self.options = options
+        self.lower, self.upper = lower, upper
+        self.base = None  # last accepted point: alpha, value, value_c, grad, eps
+        self.L = None
+        self.last_move = None  # max-norm of the last accepted move of alpha
+        self.step = None  # the accepted move of the last iteration (None: not a move)
+        self.refresh = False  # re-solve the last accepted point at a tighter tolerance
+
+    @property
+    def step_size(self) -> float:
+        return 1.0 / self.L
+
+    def test(self, alpha, forward, eps):
+        """``(accepted, sufficient)`` for the trial ``alpha`` solved at ``eps``."""
+        base = self.base
+        if base is None or self.refresh:
+            return True, False
+        d = alpha - base["alpha"]
+        slack = (base["eps"] + eps) * abs(base["value"])
+        accepted = forward["value_c"] <= base["value_c"] + slack
+        sufficient = forward["value_c"] <= (base["value_c"] + float(base["grad"] @ d)
+                                            + 0.5 * self.L * float(d @ d) + slack)
+        return accepted, sufficient
+
+    def accept(self, alpha, backward, eps, sufficient):
+        """Make ``alpha`` the accepted point and update ``L``."""
+        opts, base = self.options, self.base
+        step = None if (base is None or self.refresh) else alpha - base["alpha"]
+        prev_grad = None if base is None else base["grad"]
+        grad = backward["grad"]
+        self.base = dict(alpha=alpha, value=backward["value"], grad=grad, eps=eps,
+                         value_c=backward["value_c"])
+        if self.L is None:
+            gnorm = float(np.linalg.norm(grad))
+            self.L = gnorm / (np.sqrt(grad.size) * opts.first_step) if gnorm > 0 else 1.0
+        elif opts.step_rule == "secant" and step is not None:
+            y = grad - prev_grad
+            curv = float(step @ y) / float(step @ step)
+            # Positive secant curvature: a Barzilai-Borwein step. Otherwise (a
+            # sign of noise or of a concave stretch) grow the step.
+            self.L = curv if curv > 0 else self.L * opts.step_growth
+            self.last_move = float(np.max(np.abs(step)))
+        elif sufficient:
+            self.L *= opts.step_growth
+        self.step, self.refresh = step, False
+
+    def reject(self):
+        """Undo the trial: shorter steps, and the accepted point solved again."""
+        self.L *= 2.0
+        self.step, self.refresh = None, True
+
+    def next_alpha(self):
+        """The next trial point: the accepted point again (refresh) or a step from it."""
+        base = self.base
+        if self.refresh:
+            return base["alpha"]
+        if self.options.step_rule == "secant" and self.last_move is not None:
+            # Bound the move: at most max_step, and at most max_step_ratio times
+            # the last accepted move (a nearly flat secant, from noisy
+            # hypergradients, would otherwise throw alpha far away).
+            cap = min(self.options.max_step, self.options.max_step_ratio * self.last_move)
+            self.L = max(self.L, float(np.max(np.abs(base["grad"]))) / cap)
+        return np.clip(base["alpha"] - base["grad"] / self.L, self.lower, self.upper)
+
+    def at_bound(self):
+        """Which coordinates of the accepted point stand at a bound the hypergradient
+        points out of (a boolean array)."""
+        a, g = self.base["alpha"], self.base["grad"]
+        return ((a <= self.lower) & (g > 0)) | ((a >= self.upper) & (g < 0))

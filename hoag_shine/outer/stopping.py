@@ -1,0 +1,76 @@
+"""When the outer loop stops, and the tolerance schedule it walks along."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["StoppingRule"]
+
+
+class StoppingRule:
+    """The tolerance schedule and the stopping tests of the outer loop.
+
+    Tests, after each iteration:
+
+    * ``tol``: the accepted step moved ``alpha`` by at most ``tol`` (max-norm);
+    * ``value_tol``: the last accepted outer value is lower than the one
+      ``patience`` iterations earlier by at most ``value_tol`` times its
+      magnitude;
+    * both count only once the accepted point was solved at a tolerance
+      ``<= stop_eps``: an earlier stop jumps the schedule there (the accepted
+      point is then solved again, and the search goes on);
+    * ``max_time``: the wall-clock budget is spent (not a success).
+
+    Parameters
+    ----------
+    options : HoagOptions
+    """
+
+    def __init__(self, options):
+        self.options = options
+        self.schedule = options.schedule()
+        self.k_eps = 0  # index into the schedule (jumps ahead when a stop comes too early)
+        self.accepted_values = []  # the last accepted outer value, after each iteration
+
+    def next_eps(self) -> float:
+        """Tolerance of the next inner solve."""
+        eps = self.schedule(self.k_eps)
+        self.k_eps += 1
+        return eps
+
+    def check(self, step, base):
+        """``(message, tighten)`` after an iteration.
+
+        ``message`` is the reason to stop (``None``: go on); ``tighten`` means
+        a stop came before the solves were tight enough to trust it: the
+        schedule has jumped and the accepted point must be solved again.
+        """
+        opts = self.options
+        stop = None
+        if step is not None and np.max(np.abs(step)) <= opts.tol:
+            stop = f"converged: step on alpha <= tol={opts.tol}"
+        values = self.accepted_values
+        values.append(base["value"])
+        if (stop is None and opts.value_tol > 0 and len(values) > opts.patience
+                and values[-1 - opts.patience] - values[-1]
+                <= opts.value_tol * abs(values[-1])):
+            stop = (f"converged: the outer value decreased by at most value_tol="
+                    f"{opts.value_tol} (relative) over the last patience={opts.patience} "
+                    "iterations")
+        if stop is not None and opts.stop_eps is not None and base["eps"] > opts.stop_eps:
+            # Too early to trust: tighten the schedule and solve the point again.
+            jump = next((j for j in range(self.k_eps, self.k_eps + 100_000)
+                         if self.schedule(j) <= opts.stop_eps), None)
+            if jump is not None:
+                self.k_eps = jump
+                values.clear()
+                return None, True
+        return stop, False
+
+    def out_of_time(self, clock: float) -> bool:
+        return self.options.max_time is not None and clock >= self.options.max_time
+
+    def can_converge(self) -> bool:
+        """Whether any stopping test is active (otherwise running out of
+        iterations is what was asked for)."""
+        return self.options.tol > 0 or self.options.value_tol > 0
