@@ -14,13 +14,11 @@ concatenation, rebuilt at the end.
 
 from __future__ import annotations
 
-import csv
 import functools
 import inspect
 import json
 import os
 import platform
-import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -31,18 +29,10 @@ from ._utils import single_thread_blas
 from .datasets import DATASETS, load_dataset, paper_split
 from .outer import hoag
 from .problems import LogisticProblem, MultinomialLogisticProblem
-from .search import grid_search, random_search
+from .outer import grid_search, random_search
+from .results import COLUMNS, atomic_write_csv, atomic_write_text, read_results, read_rows
 
 __all__ = ["COLUMNS", "load_config", "parse_seeds", "plan_runs", "run_benchmark", "read_results"]
-
-COLUMNS = (
-    "dataset", "scheme", "label", "seed", "iteration", "time", "alpha", "log_C",
-    "validation_loss", "heldout_loss", "forward_time", "backward_time", "inner_iter",
-    "n_hvp", "accepted", "alphas",
-)
-
-#: Columns that results written before they existed may lack.
-_OPTIONAL_COLUMNS = ("alphas",)
 
 METHODS = ("hoag", "grid", "random", "sklearn-cv")
 
@@ -122,33 +112,6 @@ def plan_runs(config, *, datasets=None, schemes=None, seeds=None):
 
 def _run_file(out: Path, dataset, scheme, seed) -> Path:
     return out / "runs" / f"{dataset}__{scheme}__seed{seed}.csv"
-
-
-def _atomic_write_csv(path: Path, rows, columns=COLUMNS):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not "*.csv": a run killed mid-write leaves this file behind, and nothing
-    # that lists the finished runs may take it for one.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 @functools.lru_cache(maxsize=2)
@@ -251,7 +214,7 @@ def _run_group(config, out, dataset, seed, schemes, data_home, download, report=
         for r in rows:
             r.update(dataset=dataset, scheme=name, label=scheme.get("label", name), seed=seed,
                      log_C=-r["alpha"])
-        _atomic_write_csv(_run_file(out, dataset, name, seed), rows)
+        atomic_write_csv(_run_file(out, dataset, name, seed), rows)
         done.append((dataset, name, seed, time.perf_counter() - t0, rows[-1]["heldout_loss"]))
         if report is not None:
             report(*done[-1])
@@ -314,7 +277,7 @@ def run_benchmark(config, out, *, datasets=None, schemes=None, seeds=None, n_job
     todo = [r for r in runs if not _run_file(out, *r).exists()]
     say(f"{len(runs)} runs planned, {len(runs) - len(todo)} already done, {len(todo)} to run "
         f"-> {out}")
-    _atomic_write_text(out / "benchmark.json", json.dumps(_environment(config), indent=2,
+    atomic_write_text(out / "benchmark.json", json.dumps(_environment(config), indent=2,
                                                           default=str))
     groups = {}
     for d, s, seed in todo:
@@ -338,33 +301,6 @@ def run_benchmark(config, out, *, datasets=None, schemes=None, seeds=None, n_job
                 report(*item)
     rows = []
     for r in runs:
-        with open(_run_file(out, *r), newline="") as f:
-            rows.extend(csv.DictReader(f))
-    _atomic_write_csv(out / "results.csv", rows)
+        rows.extend(read_rows(_run_file(out, *r)))
+    atomic_write_csv(out / "results.csv", rows)
     return out / "results.csv"
-
-
-def read_results(path):
-    """Read a results CSV (or a benchmark folder) into a dict of numpy columns."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "results.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"No results at {path}; run 'hoag-shine bench' first.")
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise ValueError(f"{path} holds no results.")
-    missing = set(COLUMNS) - set(_OPTIONAL_COLUMNS) - set(rows[0])
-    if missing:
-        raise ValueError(f"{path} is not a benchmark results file (missing {sorted(missing)}).")
-    cols = {}
-    for c in COLUMNS:
-        vals = [r.get(c, "") for r in rows]
-        if c in ("dataset", "scheme", "label", "alphas"):
-            cols[c] = np.array(vals, dtype=object)
-        elif c == "accepted":
-            cols[c] = np.array([v == "True" for v in vals])
-        else:
-            cols[c] = np.array([float(v) if v not in ("", "nan") else np.nan for v in vals])
-    return cols

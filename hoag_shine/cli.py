@@ -85,127 +85,21 @@ def _inversion(args):
 
 
 def _perf(args):
-    import json
-    import time
+    from .benchmark import parse_seeds
+    from .perf import format_report, run_perf, save_report
 
-    import numpy as np
-
-    from .benchmark import read_results
-    from .datasets import load_dataset, paper_split
-    from .perf import floor_time, nnz_scaling, peak_memory_mb, perf_report, yardstick
-    from .problems import LogisticProblem
-
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    yardsticks = args.yardsticks or Path(args.out).parent / f"yardsticks_{args.dataset}.json"
     try:
-        cols = read_results(args.results)
+        report = run_perf(args.results, dataset=args.dataset, seeds=seeds,
+                          data_home=args.data_home, yardsticks=yardsticks,
+                          scaling=args.scaling, progress=_err)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"hoag-shine perf: {exc}") from None
-    keep = cols["dataset"] == args.dataset
-    cols = {k: v[keep] for k, v in cols.items()}
-    seeds = sorted({int(s) for s in cols["seed"]})
-    if args.seeds:
-        from .benchmark import parse_seeds
-
-        seeds = [s for s in parse_seeds(args.seeds) if s in seeds]
-    if not seeds:
-        raise SystemExit(f"hoag-shine perf: no {args.dataset} runs in {args.results}.")
-    X, y = load_dataset(args.dataset, data_home=args.data_home)
-    # The grid part of a yardstick (best, target, validation optimum) depends
-    # on the data only: it is cached per seed, written after each one. The
-    # floor is a timing: it is measured again in every run.
-    cache_path = Path(args.yardsticks or Path(args.out).parent / f"yardsticks_{args.dataset}.json")
-    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
-    sticks = {}
-    for seed in seeds:
-        split = paper_split(X, y, seed)
-        X_tr, y_tr, X_val, y_val, X_ho, y_ho = split
-        prob = LogisticProblem(X_tr, y_tr, X_val, y_val)
-        heldout = lambda v: prob.data_loss(v, X_ho, y_ho)  # noqa: E731
-        t0 = time.perf_counter()
-        if str(seed) in cache:
-            st = dict(cache[str(seed)])
-            st["floor"], st["floor_iterations"] = floor_time(
-                prob, st["best_alpha"], heldout, st["target"])
-        else:
-            m = (cols["seed"] == seed) & np.isfinite(cols["heldout_loss"])
-            center = float(cols["alpha"][m][np.argmin(cols["heldout_loss"][m])])
-            st = yardstick(split, round(center, 1))
-            cache[str(seed)] = {k: v for k, v in st.items() if k not in ("floor", "grid")}
-            tmp = cache_path.with_suffix(".tmp")
-            cache_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(cache, indent=1))
-            tmp.replace(cache_path)
-        sk = (cols["scheme"] == "sklearn-cv") & (cols["seed"] == seed)
-        if sk.any():
-            # The same cold fit, until it beats LogisticRegressionCV's final loss.
-            st["sklearn_floor"] = floor_time(prob, st["best_alpha"], heldout,
-                                             float(cols["heldout_loss"][sk][-1]))[0]
-        sticks[seed] = st
-        _err(f"seed {seed}: best {st['best']:.2f} at log-lambda {st['best_alpha']:.1f}, "
-             f"validation optimum {st['validation_best_alpha']:.1f} "
-             f"(held-out there {st['heldout_at_validation_best']:.4f} x best), "
-             f"floor {st['floor']:.2f}s ({time.perf_counter() - t0:.0f}s)")
-    cols["seed"] = cols["seed"].astype(int)
-    report = perf_report(cols, sticks)
-    report["yardsticks"] = {str(k): {kk: vv for kk, vv in v.items() if kk != "grid"}
-                            for k, v in sticks.items()}
-    report["peak_memory_mb"] = peak_memory_mb()
-    if args.scaling:
-        _err("nnz scaling: synthetic sets of 1e4, 1e5, 1e6 rows ...")
-        report["nnz_scaling"] = nnz_scaling()
     report["command"] = "hoag-shine perf " + " ".join(sys.argv[2:])
-    report["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-    def fmt(v):
-        return "never" if not np.isfinite(v) else f"{v:.2f}"
-
-    per = report["per_scheme"]
-    print(f"Performance on {args.dataset}, seeds {seeds[0]}-{seeds[-1]} "
-          f"(results: {args.results}; bench command: hoag-shine bench --config "
-          f"configs/fig1_20news.toml)")
-    print(f"median floor (cold L-BFGS fit at the best log-lambda): "
-          f"{report['median_floor']:.2f}s")
-    reach = report["reachable_seeds"]
-    print(f"seeds whose validation optimum is within 1% of the best held-out loss: "
-          f"{len(reach)}/{len(seeds)} {reach} (elsewhere a search that converges on the "
-          "validation loss ends above the target)")
-    print("| scheme | seeds reaching 1.01 x best | of the reachable | "
-          "median time to target (s) | / floor |")
-    print("|---|---|---|---|---|")
-    for s, r in per.items():
-        print(f"| {s} | {r['n_reached']}/{r['n_seeds']} | "
-              f"{r['n_reached_of_reachable']}/{len(reach)} | {fmt(r['median_time_to_target'])} | "
-              f"{fmt(r['median_time_to_target'] / report['median_floor'])} |")
-    for key, label in (("shine_over_floor", "SHINE time to target / floor (target <= 1.0)"),
-                       ("cg_over_shine", "HOAG (CG) / SHINE time to target (target >= 2)"),
-                       ("grid_over_shine", "grid search / SHINE time to target (target >= 5)"),
-                       ("random_over_shine",
-                        "random search / SHINE time to target (target >= 5)")):
-        if key in report:
-            print(f"{label}: {fmt(report[key])}")
-    if "sklearn" in report:
-        sk = report["sklearn"]
-        print(f"LogisticRegressionCV: SHINE ends lower on {sk['shine_lower_final']}/{len(seeds)}"
-              f" seeds; time for SHINE to beat its final loss / its time: "
-              f"{sk['median_time_ratio']:.3f} (target <= 0.05)")
-        if "median_floor_ratio" in sk:
-            print(f"  the same for a cold fit at the best log-lambda (no search beats it): "
-                  f"{sk['median_floor_ratio']:.3f}")
-    if "shine" in per:
-        print(f"SHINE backward / forward time per outer step (median): "
-              f"{per['shine']['median_backward_over_forward']:.4f} (target <= 0.01)")
-    print(f"peak resident memory of this process: {report['peak_memory_mb']:.0f} MB "
-          "(target <= 1024)")
-    if "nnz_scaling" in report:
-        sc = report["nnz_scaling"]
-        print(f"cost vs nnz: exponent {sc['exponent_inner_iteration']:.2f} per inner iteration, "
-              f"{sc['exponent_outer_step']:.2f} per outer step (nnz {sc['nnz']})")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(report, indent=2, default=float)
-    out.write_text(text)
-    with open(out.parent / "perf_history.jsonl", "a") as f:
-        f.write(json.dumps(report, default=float) + "\n")
-    print(f"\nrecord: {out} (appended to {out.parent / 'perf_history.jsonl'})")
+    print(format_report(report))
+    history = save_report(report, args.out)
+    print(f"\nrecord: {args.out} (appended to {history})")
 
 
 def build_parser():

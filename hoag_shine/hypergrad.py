@@ -34,6 +34,8 @@ from scipy.optimize import OptimizeResult
 from scipy.sparse.linalg import LinearOperator, cg
 from sklearn.exceptions import ConvergenceWarning
 
+from ._params import InvalidParameterError
+
 __all__ = [
     "ConjugateGradient",
     "Exact",
@@ -357,7 +359,8 @@ def get_strategy(method, **params) -> HypergradientStrategy:
     try:
         return STRATEGIES[method](**params)
     except TypeError as exc:
-        raise ValueError(f"Invalid parameters for hypergradient {method!r}: {exc}") from None
+        raise InvalidParameterError(
+            f"Invalid parameters for hypergradient {method!r}: {exc}") from None
 
 
 class HypergradientResult(OptimizeResult):

@@ -412,6 +412,21 @@ def _wolfe_line_search(fun_grad, x, d, f0, g0, t0, *, c1=1e-4, c2=0.9, max_eval=
     return None, x, f0, g0, n_eval
 
 
+def _opa_pair(fun_grad, memory, direction, x, g, length):
+    """Insert one OPA pair along ``H_k direction(x)``, rescaled to ``length``.
+
+    Returns ``(added, n_eval)``: whether the pair entered the memory, and the
+    gradient evaluations spent (0 or 1).
+    """
+    e = memory.inv_hvp(direction(x))
+    norm_e = float(np.linalg.norm(e))
+    if not norm_e > 0:
+        return False, 0
+    e *= length / norm_e
+    g_e = fun_grad(x + e)[1]
+    return bool(memory._append(e, g_e - g)), 1
+
+
 def minimize_lbfgs_numpy(
     fun_grad,
     x0,
@@ -476,13 +491,8 @@ def minimize_lbfgs_numpy(
             message = f"reached max_iter={max_iter}"
             break
         if opa is not None and last_step is not None and nit % opa[1] == 0:
-            e = memory.inv_hvp(opa[0](x))
-            norm_e = float(np.linalg.norm(e))
-            if norm_e > 0:
-                e *= last_step / norm_e
-                g_e = fun_grad(x + e)[1]
-                nfev += 1
-                n_opa += memory._append(e, g_e - g)
+            added, n_eval = _opa_pair(fun_grad, memory, opa[0], x, g, last_step)
+            n_opa, nfev = n_opa + added, nfev + n_eval
         d = -memory.inv_hvp(g)
         if len(memory) == 0:
             t0 = min(1.0, 1.0 / gnorm)

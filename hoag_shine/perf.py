@@ -15,18 +15,22 @@ Per seed of the paper's split (DESIGN.md, "Performance" issue):
 
 from __future__ import annotations
 
+import json
 import resource
 import time
+from pathlib import Path
 
 import numpy as np
 
 from ._utils import single_thread_blas
-from .datasets import make_sparse_classification, paper_split
+from .datasets import load_dataset, make_sparse_classification, paper_split
 from .inner import minimize_lbfgs_numpy
-from .outer import hoag
+from .outer import fit_inner, hoag
 from .problems import LogisticProblem
+from .results import atomic_write_text, read_results
 
-__all__ = ["yardstick", "floor_time", "perf_report", "nnz_scaling", "peak_memory_mb"]
+__all__ = ["yardstick", "floor_time", "perf_report", "nnz_scaling", "peak_memory_mb",
+           "run_perf", "format_report", "save_report"]
 
 
 def peak_memory_mb() -> float:
@@ -36,7 +40,7 @@ def peak_memory_mb() -> float:
 
 @single_thread_blas
 def yardstick(split, center, *, step=0.1, width=1.0, tol=1e-8, maxcor=30, rel_target=0.01,
-              floor_repeats=3):
+              floor_repeats=3, problem=None):
     """Best held-out loss on a fine grid around ``center``, its target and floor.
 
     Parameters
@@ -56,6 +60,8 @@ def yardstick(split, center, *, step=0.1, width=1.0, tol=1e-8, maxcor=30, rel_ta
         ``target = (1 + rel_target) * best``.
     floor_repeats : int
         The floor is the median of this many timed fits.
+    problem : LogisticProblem, default=None
+        The split's problem, when already built.
 
     Returns
     -------
@@ -68,7 +74,7 @@ def yardstick(split, center, *, step=0.1, width=1.0, tol=1e-8, maxcor=30, rel_ta
     ``(alpha, held-out loss, validation loss)``.
     """
     X_tr, y_tr, X_val, y_val, X_ho, y_ho = split
-    prob = LogisticProblem(X_tr, y_tr, X_val, y_val)
+    prob = LogisticProblem(X_tr, y_tr, X_val, y_val) if problem is None else problem
     heldout = lambda x: prob.data_loss(x, X_ho, y_ho)  # noqa: E731
 
     values, val_values = {}, {}
@@ -80,9 +86,8 @@ def yardstick(split, center, *, step=0.1, width=1.0, tol=1e-8, maxcor=30, rel_ta
             a = round(float(a), 10)
             if a in values:
                 continue
-            f = lambda v, a=a: prob.inner_value_grad(v, np.array([a]))  # noqa: E731
-            norm0 = float(np.linalg.norm(f(prob.initial_x())[1]))
-            x = minimize_lbfgs_numpy(f, x, tol=tol * norm0, maxcor=maxcor, max_iter=5000).x
+            x = fit_inner(prob, [a], tol=tol, x0=x, maxcor=maxcor, max_iter=5000,
+                          solver="numpy").x
             values[a] = heldout(x)
             val_values[a] = prob.data_loss(x, X_val, y_val)
 
@@ -140,7 +145,7 @@ def floor_time(problem, alpha, heldout, target, *, tol=1e-8, maxcor=30, repeats=
     a = np.array([float(alpha)])
     f = lambda v: problem.inner_value_grad(v, a)  # noqa: E731
     x0 = problem.initial_x()
-    gtol = tol * float(np.linalg.norm(f(x0)[1]))
+    gtol = tol * problem.gradient_scale(a)
     times, nit = [], 0
     for _ in range(max(1, int(repeats))):
         excluded, hit = 0.0, {}
@@ -272,3 +277,150 @@ def nnz_scaling(n_rows=(10_000, 100_000, 1_000_000), *, n_features=20_000, nnz_p
     slope = lambda v: float(np.polyfit(np.log(nnz), np.log(v), 1)[0])  # noqa: E731
     return dict(nnz=nnz, time_per_outer_step=per_step, time_per_inner_iteration=per_iter,
                 exponent_outer_step=slope(per_step), exponent_inner_iteration=slope(per_iter))
+
+
+def _seed_yardstick(X, y, seed, cols, cache, cache_path):
+    """One seed's yardstick: the grid from the cache (or computed and cached), the
+    floors timed now."""
+    split = paper_split(X, y, seed)
+    X_tr, y_tr, X_val, y_val, X_ho, y_ho = split
+    prob = LogisticProblem(X_tr, y_tr, X_val, y_val)
+    heldout = lambda v: prob.data_loss(v, X_ho, y_ho)  # noqa: E731
+    if str(seed) in cache:
+        st = dict(cache[str(seed)])
+        st["floor"], st["floor_iterations"] = floor_time(prob, st["best_alpha"], heldout,
+                                                         st["target"])
+    else:
+        m = (cols["seed"] == seed) & np.isfinite(cols["heldout_loss"])
+        center = float(cols["alpha"][m][np.argmin(cols["heldout_loss"][m])])
+        st = yardstick(split, round(center, 1), problem=prob)
+        cache[str(seed)] = {k: v for k, v in st.items() if k not in ("floor", "grid")}
+        atomic_write_text(cache_path, json.dumps(cache, indent=1))
+    sk = (cols["scheme"] == "sklearn-cv") & (cols["seed"] == seed)
+    if sk.any():
+        # The same cold fit, until it beats LogisticRegressionCV's final loss.
+        st["sklearn_floor"] = floor_time(prob, st["best_alpha"], heldout,
+                                         float(cols["heldout_loss"][sk][-1]))[0]
+    return st
+
+
+def run_perf(results, *, dataset="20news", seeds=None, data_home=None, yardsticks=None,
+             scaling=False, progress=None):
+    """The performance report of a benchmark run: yardsticks per seed and the ratios.
+
+    The grid part of a yardstick (best, target, validation optimum) depends on
+    the data only: it is cached per seed in ``yardsticks`` (a JSON file,
+    written after each seed). The floor is a timing: it is measured again in
+    every run.
+
+    Parameters
+    ----------
+    results : str or Path
+        Benchmark results (CSV or folder).
+    dataset : str, default="20news"
+    seeds : list of int, default=None
+        Subset of the seeds in the results.
+    data_home : str, default=None
+    yardsticks : str or Path, default=None
+        Cache of the per-seed grids.
+    scaling : bool, default=False
+        Also measure the cost per outer step against ``nnz(X)``.
+    progress : callable, default=None
+        Called with a line of text per seed.
+
+    Returns
+    -------
+    report : dict
+        :func:`perf_report`'s, plus ``yardsticks`` and ``peak_memory_mb``
+        (and ``nnz_scaling``).
+    """
+    say = progress or (lambda msg: None)
+    cols = read_results(results)
+    keep = cols["dataset"] == dataset
+    cols = {k: v[keep] for k, v in cols.items()}
+    available = sorted({int(s) for s in cols["seed"]})
+    seeds = available if seeds is None else [s for s in seeds if s in available]
+    if not seeds:
+        raise ValueError(f"no {dataset} runs in {results}.")
+    X, y = load_dataset(dataset, data_home=data_home)
+    cache_path = Path(yardsticks) if yardsticks else Path(f"yardsticks_{dataset}.json")
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    sticks = {}
+    for seed in seeds:
+        t0 = time.perf_counter()
+        st = sticks[seed] = _seed_yardstick(X, y, seed, cols, cache, cache_path)
+        say(f"seed {seed}: best {st['best']:.2f} at log-lambda {st['best_alpha']:.1f}, "
+            f"validation optimum {st['validation_best_alpha']:.1f} "
+            f"(held-out there {st['heldout_at_validation_best']:.4f} x best), "
+            f"floor {st['floor']:.2f}s ({time.perf_counter() - t0:.0f}s)")
+    cols["seed"] = cols["seed"].astype(int)
+    report = perf_report(cols, sticks)
+    report.update(dataset=dataset, results=str(results))
+    report["yardsticks"] = {str(k): {kk: vv for kk, vv in v.items() if kk != "grid"}
+                            for k, v in sticks.items()}
+    report["peak_memory_mb"] = peak_memory_mb()
+    if scaling:
+        say("nnz scaling: synthetic sets of 1e4, 1e5, 1e6 rows ...")
+        report["nnz_scaling"] = nnz_scaling()
+    report["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    return report
+
+
+def _fmt(v):
+    return "never" if not np.isfinite(v) else f"{v:.2f}"
+
+
+def format_report(report) -> str:
+    """The report of :func:`run_perf` as text (Markdown tables and lines)."""
+    per, seeds, reach = report["per_scheme"], report["seeds"], report["reachable_seeds"]
+    lines = [
+        f"Performance on {report['dataset']}, seeds {seeds[0]}-{seeds[-1]} (results: "
+        f"{report['results']})",
+        f"median floor (cold L-BFGS fit at the best log-lambda): {report['median_floor']:.2f}s",
+        f"seeds whose validation optimum is within 1% of the best held-out loss: "
+        f"{len(reach)}/{len(seeds)} {reach} (elsewhere a search that converges on the "
+        "validation loss ends above the target)",
+        "| scheme | seeds reaching 1.01 x best | of the reachable | median time to target (s) "
+        "| / floor |",
+        "|---|---|---|---|---|",
+    ]
+    for s, r in per.items():
+        lines.append(f"| {s} | {r['n_reached']}/{r['n_seeds']} | "
+                     f"{r['n_reached_of_reachable']}/{len(reach)} | "
+                     f"{_fmt(r['median_time_to_target'])} | "
+                     f"{_fmt(r['median_time_to_target'] / report['median_floor'])} |")
+    for key, label in (("shine_over_floor", "SHINE time to target / floor (target <= 1.0)"),
+                       ("cg_over_shine", "HOAG (CG) / SHINE time to target (target >= 2)"),
+                       ("grid_over_shine", "grid search / SHINE time to target (target >= 5)"),
+                       ("random_over_shine",
+                        "random search / SHINE time to target (target >= 5)")):
+        if key in report:
+            lines.append(f"{label}: {_fmt(report[key])}")
+    if "sklearn" in report:
+        sk = report["sklearn"]
+        lines.append(f"LogisticRegressionCV: SHINE ends lower on {sk['shine_lower_final']}/"
+                     f"{len(seeds)} seeds; time for SHINE to beat its final loss / its time: "
+                     f"{sk['median_time_ratio']:.3f} (target <= 0.05)")
+        if "median_floor_ratio" in sk:
+            lines.append(f"  the same for a cold fit at the best log-lambda (no search beats "
+                         f"it): {sk['median_floor_ratio']:.3f}")
+    if "shine" in per:
+        lines.append(f"SHINE backward / forward time per outer step (median): "
+                     f"{per['shine']['median_backward_over_forward']:.4f} (target <= 0.01)")
+    lines.append(f"peak resident memory of this process: {report['peak_memory_mb']:.0f} MB "
+                 "(target <= 1024)")
+    if "nnz_scaling" in report:
+        sc = report["nnz_scaling"]
+        lines.append(f"cost vs nnz: exponent {sc['exponent_inner_iteration']:.2f} per inner "
+                     f"iteration, {sc['exponent_outer_step']:.2f} per outer step "
+                     f"(nnz {sc['nnz']})")
+    return "\n".join(lines)
+
+
+def save_report(report, out) -> Path:
+    """Write the report as JSON to ``out`` and append it to ``perf_history.jsonl`` beside it."""
+    out = Path(out)
+    atomic_write_text(out, json.dumps(report, indent=2, default=float))
+    with open(out.parent / "perf_history.jsonl", "a") as f:
+        f.write(json.dumps(report, default=float) + "\n")
+    return out.parent / "perf_history.jsonl"

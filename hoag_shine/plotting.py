@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .benchmark import read_results
+from .results import read_results
 
 __all__ = ["summarize", "format_summary", "plot_convergence"]
 

@@ -5,7 +5,8 @@ import pytest
 from scipy.special import logsumexp
 from sklearn.linear_model import LogisticRegressionCV
 
-from hoag_shine.benchmark import load_config, read_results, run_benchmark, run_scheme
+from hoag_shine.benchmark import load_config, run_benchmark, run_scheme
+from hoag_shine.results import read_results
 from hoag_shine.datasets import load_dataset, paper_split
 
 MULTICLASS = """

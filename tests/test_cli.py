@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hoag_shine.benchmark import COLUMNS, load_config, parse_seeds, plan_runs, read_results
+from hoag_shine.benchmark import load_config, parse_seeds, plan_runs
+from hoag_shine.results import COLUMNS, read_results
 from hoag_shine.cli import main
 from hoag_shine.plotting import summarize
 

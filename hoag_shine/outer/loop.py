@@ -14,10 +14,8 @@ strategies of :mod:`hoag_shine.hypergrad`, and takes a projected step on
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from .._utils import single_thread_blas
 from ..hypergrad import compute_hypergradient, get_strategy
@@ -80,9 +78,8 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
         ``callback(record)`` after each iteration, with the trace record as an
         ``OptimizeResult`` (plus ``x``). Raise ``StopIteration`` to stop.
     **settings
-        Any field of :class:`~hoag_shine.outer.options.HoagOptions`
-        (``hypergradient``, ``max_iter``, ``tol``, ``eps0``, ``bounds``, ...),
-        replacing the one of ``options``. Unknown names are an error.
+        Fields of :class:`~hoag_shine.outer.options.HoagOptions` (``max_iter``,
+        ``tol``, ``bounds``, ...) replacing those of ``options``.
 
     Returns
     -------
@@ -91,11 +88,9 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
 
     Notes
     -----
-    See :class:`~hoag_shine.outer.steps.StepRule` for the accept test and the
-    step length, :class:`~hoag_shine.outer.stopping.StoppingRule` for the
-    stopping tests. The outer value the accept test compares is corrected to
-    first order for the inner solution's error: comparing raw values of
-    inexact inner solutions rejects good steps and accepts bad ones.
+    :class:`~hoag_shine.outer.steps.StepRule` holds the accept test (on outer
+    values corrected for the inner solutions' inexactness) and the step
+    length, :class:`~hoag_shine.outer.stopping.StoppingRule` the stopping tests.
     """
     opts = HoagOptions.make(options, **settings)
     problems = check_problems(problem)
@@ -145,13 +140,7 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
                 status, message = _stuck(steps)
                 break
         xs = folds.x
-    if status == 1 and stopping.can_converge():
-        warnings.warn(
-            f"HOAG did not meet its stopping tests (step <= tol={opts.tol}, or a relative "
-            f"decrease <= value_tol={opts.value_tol} over {opts.patience} iterations) within "
-            f"max_iter={opts.max_iter} outer iterations; increase max_iter, tol or value_tol.",
-            ConvergenceWarning, stacklevel=3,  # hoag <- single_thread_blas wrapper <- caller
-        )
+    stopping.warn(status, stacklevel=4)  # warn <- hoag <- single_thread_blas wrapper <- caller
     base = steps.base
     return HoagResult(
         alpha=base["alpha"], x=xs[0] if len(xs) == 1 else xs, fun=base["value"],

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 __all__ = ["StoppingRule"]
 
@@ -74,3 +77,14 @@ class StoppingRule:
         """Whether any stopping test is active (otherwise running out of
         iterations is what was asked for)."""
         return self.options.tol > 0 or self.options.value_tol > 0
+
+    def warn(self, status: int, *, stacklevel: int = 2) -> None:
+        """A ``ConvergenceWarning`` when ``max_iter`` ran out before a stopping test
+        held (``status`` 1) while one was active."""
+        opts = self.options
+        if status == 1 and self.can_converge():
+            warnings.warn(
+                f"HOAG did not meet its stopping tests (step <= tol={opts.tol}, or a relative "
+                f"decrease <= value_tol={opts.value_tol} over {opts.patience} iterations) "
+                f"within max_iter={opts.max_iter} outer iterations; increase max_iter, tol or "
+                "value_tol.", ConvergenceWarning, stacklevel=stacklevel + 1)

@@ -65,6 +65,16 @@ def _check_target(y, name: str, n_samples: int) -> np.ndarray:
     return y
 
 
+def _check_labels(y, classes, name: str) -> np.ndarray:
+    """``y`` as an array whose labels are all among ``classes`` (else a clear error)."""
+    y = np.asarray(y)
+    unknown = ~np.isin(y, classes)
+    if np.any(unknown):
+        raise ValueError(f"{name} contains labels {np.unique(y[unknown])[:5].tolist()} that "
+                         f"are not among the training classes {classes.tolist()}.")
+    return y
+
+
 class L2Penalty:
     """Squared L2 penalty with one log-scale strength per group of coordinates.
 

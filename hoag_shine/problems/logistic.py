@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from .base import LinearModelProblem, _check_X
+from .base import LinearModelProblem, _check_labels, _check_X
 
 __all__ = ["LogisticProblem"]
 
@@ -76,13 +76,7 @@ class LogisticProblem(LinearModelProblem):
 
     def encode(self, y, name="y") -> np.ndarray:
         """Map labels to -1/+1 (``classes_[1]`` is +1)."""
-        y = np.asarray(y)
-        unknown = ~np.isin(y, self.classes_)
-        if np.any(unknown):
-            raise ValueError(
-                f"{name} contains labels {np.unique(y[unknown])[:5].tolist()} that "
-                f"are not among the training classes {self.classes_.tolist()}."
-            )
+        y = _check_labels(y, self.classes_, name)
         return np.where(y == self.classes_[1], 1.0, -1.0)
 
     def _sample_loss(self, m, b):

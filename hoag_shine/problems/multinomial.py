@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp, softmax
 
-from .base import BilevelProblem, L2Penalty, _check_target, _check_X, _transpose
+from .base import BilevelProblem, L2Penalty, _check_labels, _check_target, _check_X, _transpose
 
 __all__ = ["MultinomialLogisticProblem"]
 
@@ -75,11 +75,7 @@ class MultinomialLogisticProblem(BilevelProblem):
 
     def encode(self, y, name="y") -> np.ndarray:
         """Class indices (positions in ``classes_``)."""
-        y = np.asarray(y)
-        unknown = ~np.isin(y, self.classes_)
-        if np.any(unknown):
-            raise ValueError(f"{name} contains labels {np.unique(y[unknown])[:5].tolist()} that "
-                             f"are not among the training classes {self.classes_.tolist()}.")
+        y = _check_labels(y, self.classes_, name)
         return np.searchsorted(self.classes_, y)
 
     def curvature_scale(self) -> float:

@@ -1,0 +1,127 @@
+"""The outer loop's settings: one object, one default each, validated once."""
+
+import ast
+import dataclasses
+import inspect
+import pathlib
+
+import numpy as np
+import pytest
+from sklearn.model_selection import PredefinedSplit
+
+import hoag_shine
+from hoag_shine import HoagOptions, LogisticProblem, ShineLogisticRegressionCV, ShineRidgeCV, hoag
+from hoag_shine._params import InvalidParameterError
+from conftest import make_classification_data
+
+PACKAGE = pathlib.Path(hoag_shine.__file__).parent
+
+
+def test_estimators_share_every_default_with_hoag():
+    defaults = HoagOptions()
+    for est in (ShineLogisticRegressionCV(), ShineRidgeCV()):
+        params = est.get_params()
+        for name in HoagOptions.names():
+            if name == "bounds":
+                continue
+            assert params[name] == getattr(defaults, name), (type(est).__name__, name)
+    # hoag's keyword settings are the options' fields and nothing else.
+    assert "maxcor" in HoagOptions.names() and "memory" not in HoagOptions.names()
+
+
+def test_estimator_with_defaults_follows_the_hoag_path():
+    X, y = make_classification_data(300, 12, seed=11, noise=1.5)
+    n_train = 200
+    cv = PredefinedSplit(np.r_[np.full(n_train, -1), np.zeros(len(y) - n_train, dtype=int)])
+    clf = ShineLogisticRegressionCV(cv=cv, refit=False).fit(X, y)
+    prob = LogisticProblem(X[:n_train], y[:n_train], X[n_train:], y[n_train:],
+                           fit_intercept=True)
+    res = hoag(prob)
+    path = np.array([r["alpha"][0] for r in res.trace])
+    assert len(path) > 3
+    np.testing.assert_array_equal(clf.history_["alpha"], path)
+    np.testing.assert_array_equal(clf.history_["C"], np.exp(-path))
+    assert clf.alpha_ == res.alpha[0]
+    # The same start given explicitly (the data-scaled default) gives the same path.
+    again = hoag(prob, prob.default_alpha())
+    np.testing.assert_array_equal([r["alpha"][0] for r in again.trace], path)
+
+
+def test_options_object_and_keywords_are_the_same_settings():
+    X, y = make_classification_data(200, 10, seed=3)
+    prob = LogisticProblem(X[:150], y[:150], X[150:], y[150:])
+    opts = HoagOptions(hypergradient="cg", max_iter=5, tol=0, value_tol=0)
+    a = hoag(prob, [0.0], options=opts)
+    b = hoag(prob, [0.0], hypergradient="cg", max_iter=5, tol=0, value_tol=0)
+    np.testing.assert_array_equal(a.trace_columns()["alpha"], b.trace_columns()["alpha"])
+    # Keywords replace single settings of an options object.
+    c = hoag(prob, [0.0], options=opts, max_iter=3)
+    assert c.nit == 3 and c.options.hypergradient == "cg"
+    assert opts.replace(max_iter=3) == c.options
+
+
+@pytest.mark.parametrize("settings,match", [
+    ({"max_itr": 3}, "Did you mean 'max_iter'"),
+    ({"maxiter": 3}, "max_iter"),
+    ({"tol": float("nan")}, "tol must be"),
+    ({"tol": -1.0}, "tol must be"),
+    ({"max_iter": 2.7}, "max_iter must be an int"),
+    ({"max_iter": 0}, "max_iter"),
+    ({"warm_memory": "yes"}, "warm_memory must be one of True, False"),
+    ({"eps0": 1.0}, "eps0"),
+    ({"decay": 0.0}, "decay"),
+    ({"bounds": (np.nan, 2.0)}, "bounds must be finite"),
+    ({"bounds": (1.0, -1.0)}, "lower < upper"),
+    ({"max_inner_iter": 0}, "max_inner_iter"),
+    ({"hypergradient": "newton"}, "Unknown hypergradient 'newton'"),
+    ({"hypergradient": "cg", "hypergradient_params": {"max_iters": 3}}, "Invalid parameters"),
+    ({"hypergradient": "shine-opa", "inner_solver": "scipy"}, "inner_solver='numpy'"),
+    ({"max_time": -1.0}, "max_time"),
+])
+def test_every_setting_is_validated_once_with_a_sentence(settings, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        HoagOptions.make(**settings)
+    X, y = make_classification_data(60, 4, seed=0)
+    prob = LogisticProblem(X[:40], y[:40], X[40:], y[40:])
+    with pytest.raises(InvalidParameterError, match=match):
+        hoag(prob, [0.0], **settings)
+
+
+def test_options_are_frozen():
+    opts = HoagOptions()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        opts.tol = 1.0
+
+
+def _imports(path):
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names.add(("." * node.level) + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+def test_layout_boundaries():
+    cli = _imports(PACKAGE / "cli.py")
+    assert not any("problems" in n or "datasets" in n for n in cli), cli
+    est = {n for n in _imports(PACKAGE / "estimators.py") if n.startswith(".")}
+    assert est <= {".outer", ".problems", "._params", "._utils"}, est
+    plotting = {n for n in _imports(PACKAGE / "plotting.py") if n.startswith(".")}
+    assert ".benchmark" not in plotting
+
+
+def test_no_function_body_over_100_lines():
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 100, f"{path.name}:{node.name} has {length} lines"
+
+
+def test_hoag_signature_is_small():
+    params = inspect.signature(hoag).parameters
+    assert list(params)[:2] == ["problem", "alpha0"]
+    assert len(params) <= 7
