@@ -147,10 +147,10 @@ def test_bad_input_messages():
         ShineLogisticRegressionCV(multi_class_C="each").fit(X, y)
     with pytest.raises(ValueError, match="Unknown label type"):
         clf.fit(X, np.linspace(0, 1, 60))
-    with pytest.raises(ValueError, match="validation part of split 0 misses the class"):
-        ShineLogisticRegressionCV(cv=_predefined(50, 10)).fit(X, np.r_[y[:50], np.zeros(10)])
+    with pytest.raises(ValueError, match="training part of split 0 holds one class only"):
+        ShineLogisticRegressionCV(cv=_predefined(50, 10)).fit(X, np.r_[np.zeros(50), y[50:]])
     with pytest.raises(ValueError, match="Too few samples"):
-        ShineLogisticRegressionCV().fit(X[:3], [0, 1, 0])
+        ShineLogisticRegressionCV(cv="holdout").fit(X[:3], [0, 1, 0])
     with pytest.raises(ValueError, match="C0=.*outside C_bounds"):
         ShineLogisticRegressionCV(C0=1e6, C_bounds=(1e-3, 1e3)).fit(X, y)
     with pytest.raises(ValueError, match="Unknown hypergradient 'newton'"):
@@ -322,6 +322,6 @@ def test_ridge_bad_input_messages():
     with pytest.raises(ValueError, match="could not convert|numeric"):
         ShineRidgeCV().fit(X, np.array(["a"] * 60))
     with pytest.raises(ValueError, match="training part would be empty"):
-        ShineRidgeCV(validation_fraction=0.9).fit(X[:2], y[:2])
+        ShineRidgeCV(cv="holdout", validation_fraction=0.9).fit(X[:2], y[:2])
     with pytest.raises(ValueError, match="cross-validation split failed"):
         ShineRidgeCV(cv=100).fit(X, y)

@@ -19,7 +19,8 @@ import numpy as np
 
 from .._utils import single_thread_blas
 from ..hypergrad import compute_hypergradient, get_strategy
-from ..inner import minimize_lbfgs, minimize_lbfgs_numpy, newton_polish
+from ..inner import (InnerResult, LbfgsMemory, minimize_lbfgs, minimize_lbfgs_numpy,
+                     newton_polish)
 from .folds import FoldSet
 from .options import HoagOptions
 from .steps import StepRule
@@ -126,16 +127,17 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
                              step_size=steps.step_size, x=forward["x"]):
                 status, message = 3, "stopped by the callback"
                 break
-            stop, tighten = stopping.check(steps.step, steps.base)
+            trial = steps.next_alpha()
+            stop, tighten = stopping.check(steps.step, steps.base,
+                                           steps.predicted_decrease(trial))
             if tighten:
-                steps.refresh = True
+                steps.refresh, trial = True, steps.base["alpha"]
             if stop is not None:
                 status, message = 0, stop
                 break
             if stopping.out_of_time(clock):
                 status, message = 2, f"stopped by the time budget max_time={opts.max_time}s"
                 break
-            trial = steps.next_alpha()
             if np.array_equal(trial, steps.base["alpha"]) and not steps.refresh:
                 status, message = _stuck(steps)
                 break
@@ -173,7 +175,7 @@ def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver=
     maxcor : int, default=30
         L-BFGS memory.
     max_iter : int, default=1000
-        Iteration cap.
+        Iteration cap (0: no L-BFGS iteration, e.g. to polish ``x0`` only).
     solver : {"scipy", "numpy"}, default="scipy"
         SciPy's L-BFGS-B or the project's L-BFGS.
     polish : bool, default=False
@@ -189,8 +191,15 @@ def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver=
     x = problem.initial_x() if x0 is None else np.array(x0, dtype=np.float64)
     abs_tol = tol * problem.gradient_scale(alpha)
     fun_grad = lambda v: problem.inner_value_grad(v, alpha)  # noqa: E731
-    solve = minimize_lbfgs if solver == "scipy" else minimize_lbfgs_numpy
-    inner = solve(fun_grad, x, tol=abs_tol, maxcor=maxcor, max_iter=max_iter)
+    if max_iter > 0:
+        solve = minimize_lbfgs if solver == "scipy" else minimize_lbfgs_numpy
+        inner = solve(fun_grad, x, tol=abs_tol, maxcor=maxcor, max_iter=max_iter)
+    else:  # no L-BFGS iteration: Newton steps only (polish) or an evaluation
+        f, g = fun_grad(x)
+        gnorm = float(np.linalg.norm(g))
+        inner = InnerResult(x=x, fun=f, jac=g, grad_norm=gnorm, nit=0, nfev=1,
+                            success=gnorm <= abs_tol, message="no L-BFGS iteration asked for",
+                            memory=LbfgsMemory(maxcor, x.size), time=0.0)
     if polish and not inner.success:
         x, gnorm, n_steps = newton_polish(
             fun_grad, lambda v: problem.inner_hessp(v, alpha), inner.x, tol=abs_tol)

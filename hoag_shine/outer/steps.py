@@ -97,6 +97,15 @@ class StepRule:
             self.L = max(self.L, float(np.max(np.abs(base["grad"]))) / cap)
         return np.clip(base["alpha"] - base["grad"] / self.L, self.lower, self.upper)
 
+    def predicted_decrease(self, alpha):
+        """Decrease of the outer value that the step to ``alpha`` promises on the
+        quadratic model ``grad . d + L ||d||^2 / 2``; ``None`` until ``L`` is a
+        secant curvature (two accepted moves)."""
+        if self.last_move is None or self.refresh or self.step is None:
+            return None
+        d = alpha - self.base["alpha"]
+        return -(float(self.base["grad"] @ d) + 0.5 * self.L * float(d @ d))
+
     def at_bound(self):
         """Which coordinates of the accepted point stand at a bound the hypergradient
         points out of (a boolean array)."""

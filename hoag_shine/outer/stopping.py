@@ -16,9 +16,16 @@ class StoppingRule:
     Tests, after each iteration:
 
     * ``tol``: the accepted step moved ``alpha`` by at most ``tol`` (max-norm);
-    * ``value_tol``: the last accepted outer value is lower than the one
-      ``patience`` iterations earlier by at most ``value_tol`` times its
+    * ``value_tol``, observed: the last accepted outer value is lower than the
+      one ``patience`` iterations earlier by at most ``value_tol`` times its
       magnitude;
+    * ``value_tol``, predicted: at two accepted points in a row, the next
+      step, on the quadratic model of the outer value the step rule uses
+      (``grad . d + L ||d||^2 / 2``, with a secant curvature ``L``), would
+      decrease it by at most ``value_tol`` times its magnitude: further steps
+      cannot change the model by more than that (near the optimum the
+      validation loss is flat, and checking it more closely would take tight
+      solves for nothing);
     * both count only once the accepted point was solved at a tolerance
       ``<= stop_eps``: an earlier stop jumps the schedule there (the accepted
       point is then solved again, and the search goes on);
@@ -34,6 +41,7 @@ class StoppingRule:
         self.schedule = options.schedule()
         self.k_eps = 0  # index into the schedule (jumps ahead when a stop comes too early)
         self.accepted_values = []  # the last accepted outer value, after each iteration
+        self.n_flat = 0  # accepted points in a row whose next step promised little
 
     def next_eps(self) -> float:
         """Tolerance of the next inner solve."""
@@ -41,8 +49,11 @@ class StoppingRule:
         self.k_eps += 1
         return eps
 
-    def check(self, step, base):
+    def check(self, step, base, predicted=None):
         """``(message, tighten)`` after an iteration.
+
+        ``predicted`` is the decrease of the outer value the next step promises
+        (``None``: no curvature estimate yet).
 
         ``message`` is the reason to stop (``None``: go on); ``tighten`` means
         a stop came before the solves were tight enough to trust it: the
@@ -60,6 +71,12 @@ class StoppingRule:
             stop = (f"converged: the outer value decreased by at most value_tol="
                     f"{opts.value_tol} (relative) over the last patience={opts.patience} "
                     "iterations")
+        if predicted is not None:  # a new accepted point with a secant model
+            flat = opts.value_tol > 0 and predicted <= opts.value_tol * abs(values[-1])
+            self.n_flat = self.n_flat + 1 if flat else 0
+        if stop is None and self.n_flat >= 2:
+            stop = (f"converged: at the last two points the next step would decrease the "
+                    f"outer value by at most value_tol={opts.value_tol} (relative)")
         if stop is not None and opts.stop_eps is not None and base["eps"] > opts.stop_eps:
             # Too early to trust: tighten the schedule and solve the point again.
             jump = next((j for j in range(self.k_eps, self.k_eps + 100_000)
@@ -67,6 +84,7 @@ class StoppingRule:
             if jump is not None:
                 self.k_eps = jump
                 values.clear()
+                self.n_flat = 0
                 return None, True
         return stop, False
 

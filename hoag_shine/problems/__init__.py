@@ -1,6 +1,6 @@
 """Bilevel problems: data plus the math of the inner and outer objectives."""
 
-from .base import BilevelProblem, L2Penalty, LinearModelProblem
+from .base import BilevelProblem, L2Penalty, LinearModelProblem, check_sample_weight
 from .logistic import LogisticProblem
 from .multinomial import MultinomialLogisticProblem
 from .ridge import RidgeProblem
@@ -12,4 +12,5 @@ __all__ = [
     "LogisticProblem",
     "MultinomialLogisticProblem",
     "RidgeProblem",
+    "check_sample_weight",
 ]

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_array
 
-__all__ = ["BilevelProblem", "L2Penalty", "LinearModelProblem"]
+__all__ = ["BilevelProblem", "L2Penalty", "LinearModelProblem", "check_sample_weight"]
 
 
 def _check_X(X, name: str, *, n_features: int | None = None):
@@ -63,6 +63,41 @@ def _check_target(y, name: str, n_samples: int) -> np.ndarray:
             f"{n_samples} rows."
         )
     return y
+
+
+def check_sample_weight(w, n_samples: int, name: str = "sample_weight"):
+    """Sample weights: ``None`` (all ones), or a finite non-negative 1-d array of length
+    ``n_samples`` with a positive sum (a scalar is broadcast).
+
+    Returns
+    -------
+    w : ndarray of shape (n_samples,) or None
+    """
+    if w is None:
+        return None
+    try:
+        w = np.asarray(w, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers, got {w!r}.") from None
+    if w.ndim == 0:
+        w = np.full(n_samples, float(w))
+    if w.shape != (n_samples,):
+        raise ValueError(f"{name} must have one weight per sample ({n_samples}), got shape "
+                         f"{w.shape}.")
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{name} contains NaN or infinite values; give finite weights.")
+    if np.any(w < 0):
+        raise ValueError(f"{name} contains negative weights; weights must be >= 0.")
+    if n_samples and not w.sum() > 0:
+        raise ValueError(f"{name} sums to zero; at least one sample needs a positive weight.")
+    return w
+
+
+_check_weight = check_sample_weight
+
+
+def _weighted_sum(values, w) -> float:
+    return float(values.sum()) if w is None else float(w @ values)
 
 
 def _check_labels(y, classes, name: str) -> np.ndarray:
@@ -292,8 +327,8 @@ class BilevelProblem:
         """
         raise NotImplementedError
 
-    def data_loss(self, x, X, y) -> float:  # pragma: no cover - interface
-        """Unregularised loss of the model ``x`` on the data ``(X, y)``."""
+    def data_loss(self, x, X, y, sample_weight=None) -> float:  # pragma: no cover
+        """Unregularised loss of the model ``x`` on the data ``(X, y)`` (weighted sum)."""
         raise NotImplementedError
 
     def inner_hessian(self, x, alpha) -> np.ndarray:
@@ -307,15 +342,18 @@ class BilevelProblem:
 
 
 class LinearModelProblem(BilevelProblem):
-    """A bilevel problem whose model is linear: predictions ``X w + c``.
+    """A bilevel problem whose model is linear: predictions ``(X - offset) w + c``.
 
     Holds the data, the ``x = [w, c]`` layout and the products with ``X``
     shared by the logistic and ridge problems. Subclasses give the per-sample
     loss through :meth:`_loss_grad` (value and gradient for margins) and its
-    second derivative through :meth:`_curvature`.
+    second derivative through :meth:`_curvature`. A ``feature_offset``
+    (e.g. the training means) centres the features implicitly, without
+    densifying a sparse ``X``.
     """
 
-    def _init_data(self, X_train, y_train, X_val, y_val, fit_intercept, penalty_groups):
+    def _init_data(self, X_train, y_train, X_val, y_val, fit_intercept, penalty_groups,
+                   sample_weight=None, sample_weight_val=None, feature_offset=None):
         self.X_train = _check_X(X_train, "X_train")
         n_features = self.X_train.shape[1]
         self.X_val = _check_X(X_val, "X_val", n_features=n_features)
@@ -327,13 +365,29 @@ class LinearModelProblem(BilevelProblem):
         self.penalty = L2Penalty(n_features, self.n_params, penalty_groups)
         self.n_hyper = self.penalty.n_groups
         self._XT_train = _transpose(self.X_train)
+        self.sample_weight = _check_weight(sample_weight, self.X_train.shape[0], "sample_weight")
+        self.sample_weight_val = _check_weight(sample_weight_val, self.X_val.shape[0],
+                                               "sample_weight_val")
+        self.feature_offset = None
+        if feature_offset is not None:
+            offset = np.asarray(feature_offset, dtype=np.float64).ravel()
+            if offset.shape != (n_features,) or not np.all(np.isfinite(offset)):
+                raise ValueError(f"feature_offset must hold {n_features} finite numbers, one "
+                                 f"per feature; got shape {offset.shape}.")
+            self.feature_offset = offset
         return y_train, y_val
 
     def curvature_scale(self) -> float:
         X = self.X_train
         d = self._curvature(self.decision_function(self.initial_x(), X), self.y_train)
+        if self.sample_weight is not None:
+            d = d * self.sample_weight
         sq = X.multiply(X).T @ d if sp.issparse(X) else np.einsum("ij,ij,i->j", X, X, d)
-        return float(np.sum(sq)) / max(self.n_features, 1)
+        total = float(np.sum(sq))
+        mu = self.feature_offset
+        if mu is not None:  # sum_i d_i ||x_i - mu||^2
+            total += float(d.sum() * (mu @ mu) - 2.0 * mu @ (self._XT_train @ d))
+        return max(total, 0.0) / max(self.n_features, 1)
 
     def coef_intercept(self, x):
         """``(coef, intercept)`` of the model ``x``: ``w`` and ``c`` (0 without intercept)."""
@@ -341,51 +395,72 @@ class LinearModelProblem(BilevelProblem):
         return w, (float(x[-1]) if self.fit_intercept else 0.0)
 
     def decision_function(self, x, X) -> np.ndarray:
-        """Predictions (margins) ``X w + c`` of the model ``x`` on the rows of ``X``."""
-        m = np.asarray(X @ x[: self.n_features]).ravel()
+        """Predictions (margins) ``(X - offset) w + c`` of the model ``x`` on the rows of ``X``."""
+        w = x[: self.n_features]
+        m = np.asarray(X @ w).ravel()
+        if self.feature_offset is not None:
+            m = m - float(self.feature_offset @ w)
         return m + x[-1] if self.fit_intercept else m
 
     def _rmatvec(self, X, r):
-        """``[X^T r, sum(r)]``: the adjoint of :meth:`decision_function`."""
+        """``[(X - offset)^T r, sum(r)]``: the adjoint of :meth:`decision_function`."""
         out = np.empty(self.n_params)
         out[: self.n_features] = (self._XT_train if X is self.X_train else X.T) @ r
+        if self.feature_offset is not None:
+            out[: self.n_features] -= self.feature_offset * r.sum()
         if self.fit_intercept:
             out[-1] = r.sum()
         return out
 
     def _sample_loss(self, m, b):  # pragma: no cover - interface
-        """Loss summed over samples, and its derivative in each margin."""
+        """Each sample's loss, and its derivative in the sample's margin."""
         raise NotImplementedError
 
     def _curvature(self, m, b):  # pragma: no cover - interface
         """Second derivative of each sample's loss in its margin."""
         raise NotImplementedError
 
-    def _loss_grad(self, x, X, b):
-        value, r = self._sample_loss(self.decision_function(x, X), b)
-        return value, self._rmatvec(X, r)
+    def _loss_grad(self, x, X, b, w=None):
+        """Weighted loss summed over the rows of ``X``, and its gradient in ``x``."""
+        loss, r = self._sample_loss(self.decision_function(x, X), b)
+        if w is not None:
+            r = w * r
+        return _weighted_sum(loss, w), self._rmatvec(X, r)
+
+    def data_loss(self, x, X, y, sample_weight=None) -> float:
+        """Unregularised loss (a weighted sum over rows) of the model ``x`` on ``(X, y)``."""
+        X = _check_X(X, "X", n_features=self.n_features)
+        b = self._encode_target(y, "y")
+        w = _check_weight(sample_weight, X.shape[0], "sample_weight")
+        return _weighted_sum(self._sample_loss(self.decision_function(x, X), b)[0], w)
 
     def inner_value_grad(self, x, alpha):
         weights = self.penalty.weights(alpha)
-        value, grad = self._loss_grad(x, self.X_train, self.y_train)
+        value, grad = self._loss_grad(x, self.X_train, self.y_train, self.sample_weight)
         return value + self.penalty.value(x, weights), grad + weights * x
 
     def inner_hessp(self, x, alpha):
         X = self.X_train
         weights = self.penalty.weights(alpha)
         d = self._curvature(self.decision_function(x, X), self.y_train)
+        if self.sample_weight is not None:
+            d = d * self.sample_weight
         n_features, intercept = self.n_features, self.fit_intercept
-
-        XT = self._XT_train
+        XT, mu = self._XT_train, self.feature_offset
 
         def hessp(v):
             v = np.asarray(v, dtype=np.float64)
             Av = X @ v[:n_features]
+            if mu is not None:
+                Av = Av - mu @ v[:n_features]
             if intercept:
                 Av = Av + v[-1]
             dAv = (d[:, None] if v.ndim == 2 else d) * Av
             out = np.empty_like(v)
             out[:n_features] = XT @ dAv
+            if mu is not None:
+                out[:n_features] -= np.multiply.outer(mu, dAv.sum(axis=0)).reshape(
+                    out[:n_features].shape)
             if intercept:
                 out[-1] = dAv.sum(axis=0)
             out += (weights[:, None] if v.ndim == 2 else weights) * v
@@ -394,5 +469,5 @@ class LinearModelProblem(BilevelProblem):
         return hessp
 
     def outer_value_grad(self, x, alpha):
-        value, grad = self._loss_grad(x, self.X_val, self.y_val)
+        value, grad = self._loss_grad(x, self.X_val, self.y_val, self.sample_weight_val)
         return value, grad, np.zeros(self.n_hyper)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from .base import LinearModelProblem, _check_labels, _check_X
+from .base import LinearModelProblem, _check_labels
 
 __all__ = ["LogisticProblem"]
 
@@ -36,6 +36,13 @@ class LogisticProblem(LinearModelProblem):
     penalty_groups : array-like of int of shape (n_features,), default=None
         Group of each feature; one hyperparameter per group. ``None``: a single
         hyperparameter.
+    sample_weight : array-like of shape (n_train,), default=None
+        Weight of each training sample in the inner loss (a weighted sum).
+    sample_weight_val : array-like of shape (n_val,), default=None
+        Weight of each validation sample in the outer loss.
+    classes : array-like of shape (2,), default=None
+        The two labels, sorted (default: those of ``y_train``). Given, the
+        training part may hold only one of them (a cross-validation fold).
 
     Attributes
     ----------
@@ -59,12 +66,14 @@ class LogisticProblem(LinearModelProblem):
     """
 
     def __init__(
-        self, X_train, y_train, X_val, y_val, *, fit_intercept=False, penalty_groups=None
+        self, X_train, y_train, X_val, y_val, *, fit_intercept=False, penalty_groups=None,
+        sample_weight=None, sample_weight_val=None, classes=None,
     ):
         y_train, y_val = self._init_data(
-            X_train, y_train, X_val, y_val, fit_intercept, penalty_groups
+            X_train, y_train, X_val, y_val, fit_intercept, penalty_groups, sample_weight,
+            sample_weight_val,
         )
-        self.classes_ = np.unique(y_train)
+        self.classes_ = np.unique(y_train) if classes is None else np.asarray(classes)
         if self.classes_.shape[0] != 2:
             raise ValueError(
                 f"LogisticProblem needs exactly two classes in y_train, got "
@@ -79,15 +88,13 @@ class LogisticProblem(LinearModelProblem):
         y = _check_labels(y, self.classes_, name)
         return np.where(y == self.classes_[1], 1.0, -1.0)
 
+    def _encode_target(self, y, name):
+        return self.encode(y, name)
+
     def _sample_loss(self, m, b):
         bm = b * m
         # log(1 + exp(-bm)) and its derivative, without overflow for any margin.
-        return float(np.logaddexp(0.0, -bm).sum()), -b * expit(-bm)
+        return np.logaddexp(0.0, -bm), -b * expit(-bm)
 
     def _curvature(self, m, b):
         return expit(m) * expit(-m)
-
-    def data_loss(self, x, X, y) -> float:
-        """Unregularised logistic loss (sum over rows) of ``x`` on ``(X, y)``."""
-        X = _check_X(X, "X", n_features=self.n_features)
-        return self._sample_loss(self.decision_function(x, X), self.encode(y))[0]

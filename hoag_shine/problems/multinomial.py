@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp, softmax
 
-from .base import BilevelProblem, L2Penalty, _check_labels, _check_target, _check_X, _transpose
+from .base import (BilevelProblem, L2Penalty, _check_labels, _check_target, _check_weight,
+                   _check_X, _transpose, _weighted_sum)
 
 __all__ = ["MultinomialLogisticProblem"]
 
@@ -38,6 +39,13 @@ class MultinomialLogisticProblem(BilevelProblem):
     y_val : array-like of shape (n_val,)
     fit_intercept : bool, default=False
     penalty : {"per-class", "shared"}, default="per-class"
+    sample_weight : array-like of shape (n_train,), default=None
+        Weight of each training sample in the inner loss.
+    sample_weight_val : array-like of shape (n_val,), default=None
+        Weight of each validation sample in the outer loss.
+    classes : array-like of shape (n_classes,), default=None
+        The labels, sorted (default: those of ``y_train``). Given, the training
+        part may miss some of them (a cross-validation fold).
 
     Attributes
     ----------
@@ -47,7 +55,8 @@ class MultinomialLogisticProblem(BilevelProblem):
     """
 
     def __init__(self, X_train, y_train, X_val, y_val, *, fit_intercept=False,
-                 penalty="per-class"):
+                 penalty="per-class", sample_weight=None, sample_weight_val=None,
+                 classes=None):
         self.X_train = _check_X(X_train, "X_train")
         p = self.X_train.shape[1]
         self.X_val = _check_X(X_val, "X_val", n_features=p)
@@ -56,7 +65,7 @@ class MultinomialLogisticProblem(BilevelProblem):
         self._XT_train, self._XT_val = _transpose(self.X_train), _transpose(self.X_val)
         y_train = _check_target(y_train, "y_train", self.X_train.shape[0])
         y_val = _check_target(y_val, "y_val", self.X_val.shape[0])
-        self.classes_ = np.unique(y_train)
+        self.classes_ = np.unique(y_train) if classes is None else np.asarray(classes)
         K = len(self.classes_)
         if K < 2:
             raise ValueError(f"MultinomialLogisticProblem needs at least two classes in y_train, "
@@ -72,6 +81,9 @@ class MultinomialLogisticProblem(BilevelProblem):
         self.n_hyper = self.penalty.n_groups
         self.y_train = self.encode(y_train, "y_train")
         self.y_val = self.encode(y_val, "y_val")
+        self.sample_weight = _check_weight(sample_weight, self.X_train.shape[0], "sample_weight")
+        self.sample_weight_val = _check_weight(sample_weight_val, self.X_val.shape[0],
+                                               "sample_weight_val")
 
     def encode(self, y, name="y") -> np.ndarray:
         """Class indices (positions in ``classes_``)."""
@@ -80,8 +92,10 @@ class MultinomialLogisticProblem(BilevelProblem):
 
     def curvature_scale(self) -> float:
         """Mean diagonal of the cross-entropy's Hessian at zero (uniform probabilities)."""
-        X, K = self.X_train, self.n_classes
-        sq = X.multiply(X).sum() if hasattr(X, "multiply") else np.sum(X * X)
+        X, K, w = self.X_train, self.n_classes, self.sample_weight
+        rows = (np.asarray(X.multiply(X).sum(axis=1)).ravel() if hasattr(X, "multiply")
+                else np.einsum("ij,ij->i", X, X))
+        sq = _weighted_sum(rows, w)
         return float(sq) * (1.0 / K) * (1.0 - 1.0 / K) / max(self.n_features, 1)
 
     def coef_intercept(self, x):
@@ -112,35 +126,43 @@ class MultinomialLogisticProblem(BilevelProblem):
             out[pk:] = R[:, 1:].sum(axis=0)
         return out
 
-    def _loss_grad(self, x, X, XT, yi):
+    def _loss_grad(self, x, X, XT, yi, w=None):
         Z = self.decision_function(x, X)
         lse = logsumexp(Z, axis=1)
-        value = float(np.sum(lse - Z[np.arange(len(yi)), yi]))
+        value = _weighted_sum(lse - Z[np.arange(len(yi)), yi], w)
         R = np.exp(Z - lse[:, None])
         R[np.arange(len(yi)), yi] -= 1.0
+        if w is not None:
+            R *= w[:, None]
         return value, self._adjoint(XT, R)
 
-    def data_loss(self, x, X, y) -> float:
-        """Cross-entropy (sum over rows) of ``x`` on ``(X, y)``."""
+    def data_loss(self, x, X, y, sample_weight=None) -> float:
+        """Cross-entropy (a weighted sum over rows) of ``x`` on ``(X, y)``."""
         X = _check_X(X, "X", n_features=self.n_features)
         yi = self.encode(np.asarray(y))
+        w = _check_weight(sample_weight, X.shape[0], "sample_weight")
         Z = self.decision_function(x, X)
-        return float(np.sum(logsumexp(Z, axis=1) - Z[np.arange(len(yi)), yi]))
+        return _weighted_sum(logsumexp(Z, axis=1) - Z[np.arange(len(yi)), yi], w)
 
     def inner_value_grad(self, x, alpha):
         weights = self.penalty.weights(alpha)
-        value, grad = self._loss_grad(x, self.X_train, self._XT_train, self.y_train)
+        value, grad = self._loss_grad(x, self.X_train, self._XT_train, self.y_train,
+                                      self.sample_weight)
         return value + self.penalty.value(x, weights), grad + weights * x
 
     def inner_hessp(self, x, alpha):
         X, XT = self.X_train, self._XT_train
         weights = self.penalty.weights(alpha)
         P = softmax(self.decision_function(x, X), axis=1)
+        if self.sample_weight is not None:
+            Pw = P * self.sample_weight[:, None]
+        else:
+            Pw = P
 
         def one(v):
             V, c = self._split(v)
             D = np.asarray(X @ V) + c
-            R = P * (D - np.sum(P * D, axis=1, keepdims=True))
+            R = Pw * (D - np.sum(P * D, axis=1, keepdims=True))
             return self._adjoint(XT, R) + weights * v
 
         def hessp(v):
@@ -152,5 +174,6 @@ class MultinomialLogisticProblem(BilevelProblem):
         return hessp
 
     def outer_value_grad(self, x, alpha):
-        value, grad = self._loss_grad(x, self.X_val, self._XT_val, self.y_val)
+        value, grad = self._loss_grad(x, self.X_val, self._XT_val, self.y_val,
+                                      self.sample_weight_val)
         return value, grad, np.zeros(self.n_hyper)

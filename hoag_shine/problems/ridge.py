@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import LinearModelProblem, _check_X
+from .base import LinearModelProblem
 
 __all__ = ["RidgeProblem"]
 
@@ -29,13 +29,24 @@ class RidgeProblem(LinearModelProblem):
         Whether to fit an unpenalised intercept, stored last in ``x``.
     penalty_groups : array-like of int of shape (n_features,), default=None
         Group of each feature; one hyperparameter per group.
+    sample_weight : array-like of shape (n_train,), default=None
+        Weight of each training sample in the inner loss.
+    sample_weight_val : array-like of shape (n_val,), default=None
+        Weight of each validation sample in the outer loss.
+    feature_offset : array-like of shape (n_features,), default=None
+        Subtracted from every row of ``X`` (training, validation and held-out)
+        without forming ``X - offset``: with the training means and centred
+        targets, an intercept without its ill-conditioning, for sparse ``X``
+        too.
     """
 
     def __init__(
-        self, X_train, y_train, X_val, y_val, *, fit_intercept=False, penalty_groups=None
+        self, X_train, y_train, X_val, y_val, *, fit_intercept=False, penalty_groups=None,
+        sample_weight=None, sample_weight_val=None, feature_offset=None,
     ):
         y_train, y_val = self._init_data(
-            X_train, y_train, X_val, y_val, fit_intercept, penalty_groups
+            X_train, y_train, X_val, y_val, fit_intercept, penalty_groups, sample_weight,
+            sample_weight_val, feature_offset,
         )
         self.y_train = self._check_y(y_train, "y_train")
         self.y_val = self._check_y(y_val, "y_val")
@@ -49,7 +60,7 @@ class RidgeProblem(LinearModelProblem):
         """
         x = np.zeros(self.n_params)
         if self.fit_intercept and self.y_train.size:
-            x[-1] = self.y_train.mean()
+            x[-1] = np.average(self.y_train, weights=self.sample_weight)
         return x
 
     @staticmethod
@@ -62,14 +73,12 @@ class RidgeProblem(LinearModelProblem):
             raise ValueError(f"{name} contains NaN or infinite values; remove them.")
         return y
 
+    def _encode_target(self, y, name):
+        return self._check_y(np.asarray(y), name)
+
     def _sample_loss(self, m, b):
         r = m - b
-        return 0.5 * float(r @ r), r
+        return 0.5 * r * r, r
 
     def _curvature(self, m, b):
         return np.ones_like(m)
-
-    def data_loss(self, x, X, y) -> float:
-        """Half the sum of squared residuals of ``x`` on ``(X, y)``."""
-        X = _check_X(X, "X", n_features=self.n_features)
-        return self._sample_loss(self.decision_function(x, X), self._check_y(np.asarray(y), "y"))[0]

@@ -1,0 +1,155 @@
+"""The user's protocol (DESIGN.md): ShineLogisticRegressionCV against LogisticRegressionCV.
+
+Each estimator is fitted on the training part of an 80/20 stratified split,
+in a fresh process (forked after the data are loaded), timed in this one run,
+and scored on the test part: fit time, C_, test log-loss (mean), accuracy and
+the fit process's peak resident memory.
+
+    python benchmarks/estimator_speed.py --dataset 20news --seed 0
+    python benchmarks/estimator_speed.py --dataset breast-cancer
+    python benchmarks/estimator_speed.py --dataset 20news-multiclass --rows shine-cv5,lrcv
+
+Rows (``--rows``, comma-separated):
+
+``shine-split``  ``ShineLogisticRegressionCV(cv=PredefinedSplit)``: one 20% validation
+                 split of the training part, refit on all of it included;
+``shine-cv5``    ``ShineLogisticRegressionCV(cv=5)``;
+``shine-cg``     ``ShineLogisticRegressionCV(cv=5, hypergradient="cg")``;
+``shine-per-class``  ``ShineLogisticRegressionCV(cv=5, multi_class_C="per-class")``;
+``lrcv``         ``LogisticRegressionCV(cv=5, scoring="neg_log_loss")``, defaults otherwise;
+``lr-at-C``      one ``LogisticRegression(C=<shine-split's C_>, tol=1e-6)`` fit: what
+                 scikit-learn needs to fit once at the answer, as good on the test set.
+
+Run it on a quiet machine: scikit-learn's BLAS threads slow down about fivefold
+when another process shares the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import sys
+import time
+import warnings
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.metrics import accuracy_score, log_loss
+from sklearn.model_selection import PredefinedSplit, train_test_split
+
+from hoag_shine import ShineLogisticRegressionCV
+from hoag_shine.datasets import load_dataset
+
+ROWS = ("shine-split", "shine-cv5", "shine-cg", "shine-per-class", "lrcv", "lr-at-C")
+
+
+def _predefined(y, seed):
+    """A stratified 80/20 PredefinedSplit of the training part."""
+    idx = np.arange(len(y))
+    _, val = train_test_split(idx, test_size=0.2, random_state=seed, stratify=y)
+    fold = np.full(len(y), -1)
+    fold[val] = 0
+    return PredefinedSplit(fold)
+
+
+def _estimator(row, y_train, seed, C_split):
+    if row == "shine-split":
+        return ShineLogisticRegressionCV(cv=_predefined(y_train, seed))
+    if row == "shine-cv5":
+        return ShineLogisticRegressionCV(cv=5)
+    if row == "shine-cg":
+        return ShineLogisticRegressionCV(cv=5, hypergradient="cg")
+    if row == "shine-per-class":
+        return ShineLogisticRegressionCV(cv=5, multi_class_C="per-class")
+    if row == "lrcv":
+        return LogisticRegressionCV(cv=5, scoring="neg_log_loss")
+    if row == "lr-at-C":
+        if C_split is None:
+            raise SystemExit("lr-at-C needs the shine-split row first (its C_).")
+        return LogisticRegression(C=C_split, tol=1e-6, max_iter=10_000)
+    raise SystemExit(f"unknown row {row!r}; choose among {ROWS}")
+
+
+def _fit_and_score(est, data, queue):
+    X_tr, y_tr, X_te, y_te = data
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        est.fit(X_tr, y_tr)
+        elapsed = time.perf_counter() - t0
+    C = np.ravel(getattr(est, "C_", getattr(est, "C", np.nan)))
+    proba = est.predict_proba(X_te)
+    out = dict(time=elapsed, C=C.tolist(), log_loss=float(log_loss(y_te, proba)),
+               accuracy=float(accuracy_score(y_te, est.predict(X_te))),
+               peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+               n_iter=int(np.max(getattr(est, "n_iter_", 0))),
+               warnings=sorted({type(w.message).__name__ for w in caught}))
+    history = getattr(est, "history_", None)
+    if history is not None:
+        out["outer_time"] = float(history["time"][-1])
+        out["inner_iter"] = int(np.sum(history["inner_iter"]))
+    queue.put(out)
+
+
+def run(dataset, seed, rows, data_home=None):
+    X, y = load_dataset(dataset, data_home=data_home)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2, random_state=seed,
+                                              stratify=y)
+    data = (X_tr, y_tr, X_te, y_te)
+    ctx = mp.get_context("fork")
+    results, C_split = {}, None
+    for row in rows:
+        est = _estimator(row, y_tr, seed, C_split)
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_fit_and_score, args=(est, data, queue))
+        proc.start()
+        out = queue.get()
+        proc.join()
+        results[row] = out
+        if row == "shine-split":
+            C_split = out["C"][0] if len(out["C"]) == 1 else None
+        print(f"{row}: {out['time']:.2f} s, C_ {np.round(out['C'], 4).tolist()}, test log-loss "
+              f"{out['log_loss']:.4f}, accuracy {out['accuracy']:.4f}, peak "
+              f"{out['peak_mb']:.0f} MB", file=sys.stderr, flush=True)
+    return results
+
+
+def format_table(dataset, seed, results):
+    lines = [f"{dataset}, seed {seed} (80/20 stratified split; fits on the training part)",
+             "", "| estimator | fit time (s) | C_ | test log-loss | test accuracy | peak memory "
+             "(MB) |", "|---|---|---|---|---|---|"]
+    for row, r in results.items():
+        C = r["C"]
+        C = f"{C[0]:.4g}" if len(C) == 1 else f"{len(C)} values, median {np.median(C):.4g}"
+        lines.append(f"| {row} | {r['time']:.2f} | {C} | {r['log_loss']:.4f} | "
+                     f"{r['accuracy']:.4f} | {r['peak_mb']:.0f} |")
+    base = results.get("lrcv")
+    for row in ("shine-cv5", "shine-cg", "shine-per-class"):
+        if base and row in results:
+            lines.append(f"\n{row} / lrcv fit time: {results[row]['time'] / base['time']:.3f}")
+    if "shine-split" in results and "lr-at-C" in results:
+        lines.append(f"shine-split / lr-at-C fit time: "
+                     f"{results['shine-split']['time'] / results['lr-at-C']['time']:.3f}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="20news")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rows", default="shine-split,shine-cv5,lrcv,lr-at-C")
+    parser.add_argument("--data-home")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    rows = [r for r in args.rows.split(",") if r]
+    results = run(args.dataset, args.seed, rows, args.data_home)
+    print(format_table(args.dataset, args.seed, results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(dataset=args.dataset, seed=args.seed, results=results), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
