@@ -29,6 +29,13 @@ __all__ = ["InnerResult", "LbfgsMemory", "minimize_lbfgs", "minimize_lbfgs_numpy
 _EPS = np.finfo(np.float64).eps
 
 
+def _norm(g, weights=None) -> float:
+    """``||g||``, or ``sqrt(sum(weights * g**2))`` in the metric ``weights``."""
+    if weights is None:
+        return float(np.linalg.norm(g))
+    return float(np.sqrt(np.dot(weights * g, g)))
+
+
 def _warn_iteration_cap(max_iter, gnorm, tol):
     warnings.warn(
         f"The inner L-BFGS solver stopped after max_iter={max_iter} iterations "
@@ -49,18 +56,29 @@ class LbfgsMemory:
     n_params : int, default=None
         Length of the vectors (checked on :meth:`append` when given).
 
+    diag : ndarray of shape (n_params,), default=None
+        A diagonal ``D`` whose scaled copy ``gamma * D`` is the initial inverse
+        Hessian (a guess of the inverse Hessian's diagonal makes the estimate
+        independent of the scale of each coordinate); ``None``: the identity.
+
     Notes
     -----
     The inverse-Hessian estimate is the L-BFGS matrix built from the initial
-    matrix ``H0 = gamma * I`` by one BFGS update per pair, oldest first; see
-    Nocedal & Wright, *Numerical Optimization*, Algorithm 7.4.
+    matrix ``H0 = gamma * D`` (``gamma = s.y / y.D.y`` of the newest pair) by one
+    BFGS update per pair, oldest first; see Nocedal & Wright, *Numerical
+    Optimization*, Algorithm 7.4.
     """
 
-    def __init__(self, maxlen: int, n_params: int | None = None):
+    def __init__(self, maxlen: int, n_params: int | None = None, diag=None):
         if int(maxlen) < 1:
             raise ValueError(f"maxlen (the L-BFGS memory size) must be >= 1, got {maxlen}.")
         self.maxlen = int(maxlen)
         self.n_params = n_params
+        if diag is not None:
+            diag = np.asarray(diag, dtype=np.float64)
+            if diag.size and np.all(diag == diag.flat[0]):
+                diag = None  # a constant diagonal: gamma alone does the scaling
+        self.diag = diag
         self._pairs: deque = deque(maxlen=self.maxlen)
         self.n_skipped = 0
 
@@ -99,17 +117,26 @@ class LbfgsMemory:
         return self._push(s, y, sy, yy, ss)
 
     def _push(self, s, y, sy, yy, ss) -> bool:
-        # L-BFGS-B's test: keep the pair only if s.y > eps * y.y (safely positive).
-        if not (np.isfinite(sy) and np.isfinite(yy)) or sy <= _EPS * yy or sy <= 0:
+        # Keep the pair only if its curvature is safely positive: s.y > eps ||s|| ||y||
+        # (a cosine, in the metric of the memory's diagonal when it has one, so that the
+        # test does not depend on the scale of the data; L-BFGS-B's s.y > eps y.y does).
+        if ss is None:
+            ss = float(s @ s)
+        if self.diag is None:
+            s_norm2, y_norm2 = ss, yy
+        else:  # the cosine in the metric of the diagonal guess (scale-free per coordinate)
+            s_norm2, y_norm2 = float(s @ (s / self.diag)), float(y @ (self.diag * y))
+        if (not (np.isfinite(sy) and np.isfinite(y_norm2) and np.isfinite(s_norm2)) or sy <= 0
+                or sy <= _EPS * np.sqrt(s_norm2) * np.sqrt(y_norm2)):
             self.n_skipped += 1
             return False
-        # (s, y, 1 / s.y, y.y, s.s); s.s (None until needed) serves shift().
+        # (s, y, 1 / s.y, y.y, s.s); s.s serves shift().
         self._pairs.append((s, y, 1.0 / sy, yy, ss))
         return True
 
     def copy(self) -> "LbfgsMemory":
         """A copy whose pair list is its own (the arrays are shared, never modified)."""
-        new = LbfgsMemory(self.maxlen, self.n_params)
+        new = LbfgsMemory(self.maxlen, self.n_params, self.diag)
         new._pairs = deque(self._pairs, maxlen=self.maxlen)
         new.n_skipped = self.n_skipped
         return new
@@ -150,10 +177,13 @@ class LbfgsMemory:
                 self._append(s, y + delta * s, ss)
 
     def gamma(self) -> float:
-        """Scaling ``s.y / y.y`` of the newest pair (1 when the memory is empty)."""
+        """Scaling ``s.y / y.D.y`` of the newest pair (1 when the memory is empty), with
+        ``D`` the memory's ``diag`` (the identity by default)."""
         if not self._pairs:
             return 1.0
-        _, _, rho, yy, _ = self._pairs[-1]
+        _, y, rho, yy, _ = self._pairs[-1]
+        if self.diag is not None:
+            yy = float(y @ (self.diag * y))
         return 1.0 / (rho * yy)
 
     def inv_hvp(self, v, h0: float | None = None) -> np.ndarray:
@@ -163,8 +193,9 @@ class LbfgsMemory:
         ----------
         v : ndarray of shape (n_params,)
         h0 : float, default=None
-            Initial inverse Hessian ``h0 * I``. ``None`` uses :meth:`gamma`
-            (the usual L-BFGS scaling); ``1.0`` reproduces SciPy's
+            Initial inverse Hessian ``h0 * I``. ``None`` uses ``gamma() * D``
+            (the usual L-BFGS scaling, with the memory's diagonal ``D``, the
+            identity unless given); ``1.0`` reproduces SciPy's
             ``LbfgsInvHessProduct``.
 
         Returns
@@ -177,7 +208,12 @@ class LbfgsMemory:
             s, y, rho = self._pairs[i][:3]
             a[i] = rho * float(s @ q)
             q = daxpy(y, q, a=-a[i])  # in place: q -= a_i y
-        q *= self.gamma() if h0 is None else h0
+        if h0 is not None:
+            q *= h0
+        else:
+            q *= self.gamma()
+            if self.diag is not None:
+                q *= self.diag
         for i, (s, y, rho, _, _) in enumerate(self._pairs):
             b = rho * float(y @ q)
             q = daxpy(s, q, a=a[i] - b)
@@ -220,6 +256,7 @@ def minimize_lbfgs(
     max_iter: int = 1000,
     memory: LbfgsMemory | None = None,
     fg0=None,
+    gnorm_weights=None,
 ) -> InnerResult:
     """Minimise a smooth function with SciPy's L-BFGS-B and keep its curvature pairs.
 
@@ -244,6 +281,10 @@ def minimize_lbfgs(
         solver itself always starts from an empty memory.
     fg0 : (float, ndarray), default=None
         ``fun_grad(x0)`` when it is already known (saves one evaluation).
+    gnorm_weights : ndarray of shape (n_params,), default=None
+        Measure the gradient in the metric ``sqrt(sum(gnorm_weights * g**2))``
+        (e.g. a guess of the inverse Hessian's diagonal: a scale-free test);
+        also the diagonal of a new memory.
 
     Returns
     -------
@@ -252,7 +293,7 @@ def minimize_lbfgs(
     t0 = time.perf_counter()
     x0 = np.array(x0, dtype=np.float64)
     if memory is None:
-        memory = LbfgsMemory(maxcor, x0.size)
+        memory = LbfgsMemory(maxcor, x0.size, gnorm_weights)
     nfev = 0
     # Most recent evaluations, to look up the gradient at each accepted iterate.
     cache: deque = deque(maxlen=4)
@@ -272,14 +313,14 @@ def minimize_lbfgs(
         cache.append((x0.copy(), float(fg0[0]), np.array(fg0[1], dtype=np.float64)))
     f, g = wrapped(x0)
     state = {"x": x0, "f": f, "g": g, "nit": 0}
-    gnorm = float(np.linalg.norm(g))
+    gnorm = _norm(g, gnorm_weights)
 
     def callback(intermediate_result):
         x = intermediate_result.x
         f, g = wrapped(x)
         memory._append(x - state["x"], g - state["g"])
         state.update(x=np.array(x), f=f, g=g, nit=state["nit"] + 1)
-        if np.linalg.norm(g) <= tol:
+        if _norm(g, gnorm_weights) <= tol:
             raise StopIteration
 
     message = "converged: ||grad|| <= tol"
@@ -293,7 +334,7 @@ def minimize_lbfgs(
             options={"maxcor": maxcor, "maxiter": max_iter, "maxfun": 20 * max_iter + 100,
                      "gtol": 0.0, "ftol": 0.0},
         )
-        gnorm = float(np.linalg.norm(state["g"]))
+        gnorm = _norm(state["g"], gnorm_weights)
         if gnorm > tol:
             message = str(res.message)
     success = gnorm <= tol
@@ -306,7 +347,8 @@ def minimize_lbfgs(
     )
 
 
-def newton_polish(fun_grad, hessp_at, x, *, tol: float, max_steps: int = 5):
+def newton_polish(fun_grad, hessp_at, x, *, tol: float, max_steps: int = 5,
+                  gnorm_weights=None):
     """Refine an approximate minimiser with Newton steps (Hessian solved by CG).
 
     L-BFGS-B stops when its line search can no longer decrease the objective
@@ -324,6 +366,8 @@ def newton_polish(fun_grad, hessp_at, x, *, tol: float, max_steps: int = 5):
     tol : float
         Target on ``||gradient||``.
     max_steps : int, default=5
+    gnorm_weights : ndarray of shape (n_params,), default=None
+        Metric of the gradient norm (see :func:`minimize_lbfgs`).
 
     Returns
     -------
@@ -334,18 +378,22 @@ def newton_polish(fun_grad, hessp_at, x, *, tol: float, max_steps: int = 5):
     """
     x = np.array(x, dtype=np.float64)
     g = fun_grad(x)[1]
-    gnorm = float(np.linalg.norm(g))
+    gnorm = _norm(g, gnorm_weights)
     n_steps = 0
     for _ in range(max_steps):
         if gnorm <= tol:
             break
         hessp = hessp_at(x)
-        op = LinearOperator((x.size, x.size), matvec=lambda v: hessp(np.ravel(v)),
+        # CG on the system scaled by the metric's square root (D^1/2 H D^1/2): the same
+        # Newton step, computed without over- or underflow whatever the data's scale.
+        root = np.ones_like(x) if gnorm_weights is None else np.sqrt(gnorm_weights)
+        op = LinearOperator((x.size, x.size), matvec=lambda v: root * hessp(root * np.ravel(v)),
                             dtype=np.float64)
-        step, _ = cg(op, g, rtol=1e-12, atol=0.0, maxiter=10 * x.size)
+        step, _ = cg(op, root * g, rtol=1e-12, atol=0.0, maxiter=10 * x.size)
+        step = root * step
         x_new = x - step
         g_new = fun_grad(x_new)[1]
-        gnorm_new = float(np.linalg.norm(g_new))
+        gnorm_new = _norm(g_new, gnorm_weights)
         if not gnorm_new < gnorm:
             break
         x, g, gnorm = x_new, g_new, gnorm_new
@@ -412,6 +460,17 @@ def _wolfe_line_search(fun_grad, x, d, f0, g0, t0, *, c1=1e-4, c2=0.9, max_eval=
     return None, x, f0, g0, n_eval
 
 
+def _direction(memory, g, gnorm, h0):
+    """Search direction and first trial step: the L-BFGS direction with step 1; with
+    an empty memory, ``-h0 * g`` with step 1 (a guess of the inverse Hessian's
+    diagonal: scale-free) or, without a guess, ``-g`` with step ``min(1, 1/||g||)``."""
+    if len(memory):
+        return -memory.inv_hvp(g), 1.0
+    if h0 is not None:
+        return -h0 * g, 1.0
+    return -g, min(1.0, 1.0 / gnorm)
+
+
 def _opa_pair(fun_grad, memory, direction, x, g, length):
     """Insert one OPA pair along ``H_k direction(x)``, rescaled to ``length``.
 
@@ -438,14 +497,14 @@ def minimize_lbfgs_numpy(
     opa=None,
     callback=None,
     fg0=None,
+    h0=None,
+    gnorm_weights=None,
 ) -> InnerResult:
     """Minimise a smooth function with a NumPy L-BFGS whose memory is open.
 
-    Two-loop recursion for the direction, strong Wolfe line search, HOAG's
-    stopping test ``||grad f(x)||_2 <= tol``. Unlike SciPy's solver, it
-    *starts* from the pairs already in ``memory`` (warm memory: after an exact
-    shift, the pairs of the previous inner solve), and pairs can be inserted
-    mid-run (OPA).
+    Two-loop recursion, strong Wolfe line search, HOAG's test ``||grad|| <=
+    tol``. Unlike SciPy's solver it *starts* from the pairs in ``memory`` (warm
+    memory: the previous solve's, shifted exactly), and OPA inserts pairs mid-run.
 
     Parameters
     ----------
@@ -466,10 +525,15 @@ def minimize_lbfgs_numpy(
         step and ``y = grad f(x + e) - grad f(x)`` enter the memory (one extra
         gradient), before the search direction is computed.
     callback : callable, default=None
-        ``callback(x)`` after each iteration; raising ``StopIteration`` stops
-        the solve (``message`` says so).
+        ``callback(x)`` after each iteration; ``StopIteration`` stops the solve.
     fg0 : (float, ndarray), default=None
         ``fun_grad(x0)`` when it is already known (saves one evaluation).
+    h0 : float or ndarray of shape (n_params,), default=None
+        A guess of the inverse Hessian's diagonal: the first step with an empty
+        memory is ``-h0 * grad`` (scale-free; without it ``-grad`` times
+        ``min(1, 1 / ||grad||)``), and the diagonal of a new memory.
+    gnorm_weights : ndarray of shape (n_params,), default=None
+        Metric of the gradient norm, ``sqrt(sum(gnorm_weights * g**2))``.
 
     Returns
     -------
@@ -479,11 +543,11 @@ def minimize_lbfgs_numpy(
     t_start = time.perf_counter()
     x = np.array(x0, dtype=np.float64)
     if memory is None:
-        memory = LbfgsMemory(maxcor, x.size)
+        memory = LbfgsMemory(maxcor, x.size, h0 if np.ndim(h0) == 1 else None)
     f, g = fun_grad(x) if fg0 is None else fg0
     f, g = float(f), np.asarray(g, dtype=np.float64)
     nfev, nit, n_opa = int(fg0 is None), 0, 0
-    gnorm = float(np.linalg.norm(g))
+    gnorm = _norm(g, gnorm_weights)
     message = "converged: ||grad|| <= tol"
     last_step = None
     while gnorm > tol:
@@ -493,14 +557,10 @@ def minimize_lbfgs_numpy(
         if opa is not None and last_step is not None and nit % opa[1] == 0:
             added, n_eval = _opa_pair(fun_grad, memory, opa[0], x, g, last_step)
             n_opa, nfev = n_opa + added, nfev + n_eval
-        d = -memory.inv_hvp(g)
-        if len(memory) == 0:
-            t0 = min(1.0, 1.0 / gnorm)
-        else:
-            t0 = 1.0
+        d, t0 = _direction(memory, g, gnorm, h0)
         if not float(g @ d) < 0:  # not a descent direction: restart from the gradient
-            memory = LbfgsMemory(memory.maxlen, memory.n_params)
-            d, t0 = -g, min(1.0, 1.0 / gnorm)
+            memory = LbfgsMemory(memory.maxlen, memory.n_params, memory.diag)
+            d, t0 = _direction(memory, g, gnorm, h0)
         t, x_new, f_new, g_new, n_eval = _wolfe_line_search(fun_grad, x, d, f, g, t0)
         nfev += n_eval
         if t is None:
@@ -511,7 +571,7 @@ def minimize_lbfgs_numpy(
         memory._append(s, np.asarray(g_new, dtype=np.float64) - g, ss)
         last_step = float(np.sqrt(ss))
         x, f, g = x_new, f_new, np.asarray(g_new, dtype=np.float64)
-        gnorm = float(np.linalg.norm(g))
+        gnorm = _norm(g, gnorm_weights)
         nit += 1
         if callback is not None:
             try:

@@ -146,6 +146,7 @@ def floor_time(problem, alpha, heldout, target, *, tol=1e-8, maxcor=30, repeats=
     f = lambda v: problem.inner_value_grad(v, a)  # noqa: E731
     x0 = problem.initial_x()
     gtol = tol * problem.gradient_scale(a)
+    metric = problem.inverse_hessian_guess(a)
     times, nit = [], 0
     for _ in range(max(1, int(repeats))):
         excluded, hit = 0.0, {}
@@ -159,7 +160,8 @@ def floor_time(problem, alpha, heldout, target, *, tol=1e-8, maxcor=30, repeats=
             excluded += time.perf_counter() - t
 
         t0 = time.perf_counter()
-        res = minimize_lbfgs_numpy(f, x0, tol=gtol, maxcor=maxcor, max_iter=5000, callback=watch)
+        res = minimize_lbfgs_numpy(f, x0, tol=gtol, maxcor=maxcor, max_iter=5000, callback=watch,
+                                   gnorm_weights=metric)
         times.append(hit.get("t", np.inf))
         nit = int(res.nit)
     return float(np.median(times)), nit

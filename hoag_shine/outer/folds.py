@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 
-from ..hypergrad import compute_hypergradient
+from ..hypergrad import ShineRefine, TruncatedCG, compute_hypergradient
 from ..inner import minimize_lbfgs, minimize_lbfgs_numpy
 
 __all__ = ["Fold", "FoldSet"]
+
+#: Cap on the conjugate-gradient iterations of a refined backward vector (its
+#: warm start, SHINE's estimate, is the rest of the budget).
+_REFINE_MAX_ITER = 100
 
 
 class Fold:
@@ -40,6 +44,7 @@ class Fold:
             raise ValueError("x0 contains NaN or infinite values; pass a finite starting point "
                              "or None (zeros).")
         self.norm_init = problem.gradient_scale(alpha)
+        self.alpha0, self.h0 = alpha, problem.inverse_hessian_guess(alpha)
         self.alpha = None  # alpha of the accepted state
         self.fg = None  # inner value and gradient at (x, alpha) of the accepted state
         self.memory = None
@@ -61,10 +66,14 @@ class Fold:
         if self.strategy.uses_opa:
             kwargs["opa"] = (lambda v: problem.outer_value_grad(v, alpha)[1],
                              self.strategy.opa_period(self.n_solves))
+        if self.solve is minimize_lbfgs_numpy:  # the first step's scale, at this alpha
+            kwargs["h0"] = self.h0 / (1.0 + self.h0 * (problem.penalty_weights(alpha)
+                                                      - problem.penalty_weights(self.alpha0)))
         inner = self.solve(
             lambda v: problem.inner_value_grad(v, alpha), self.x,
             tol=eps * self.norm_init, maxcor=self.options.maxcor,
-            max_iter=self.options.max_inner_iter, memory=memory, **kwargs,
+            max_iter=self.options.max_inner_iter, memory=memory, gnorm_weights=self.h0,
+            **kwargs,
         )
         self.n_solves += 1
         out = {"inner": inner, "value": None, "value_c": None}
@@ -135,9 +144,36 @@ class FoldSet:
     def accept(self, alpha, eps):
         """Accept every fold's trial: total value, hypergradient, Hessian products."""
         out = self._run("accept", alpha, eps)
+        failed = [f.trial for f in self.folds if not f.trial.success]
         return dict(value=sum(r.value for r in out), grad=np.sum([r.grad for r in out], axis=0),
                     n_hvp=sum(r.n_hvp for r in out),
-                    value_c=sum(f.value_c for f in self.folds))
+                    value_c=sum(f.value_c for f in self.folds),
+                    inner_ok=not failed, inner_nit=min(f.trial.nit for f in self.folds),
+                    inner_message=failed[0].message if failed else "")
+
+    def end_game(self):
+        """From now on, refine each backward vector by conjugate gradient (warm-started
+        at SHINE's estimate) to the inner tolerance: near the optimum, where SHINE's
+        error is as large as the hypergradient itself."""
+        strategy = ShineRefine(max_iter=_REFINE_MAX_ITER)
+        for f in self.folds:
+            f.strategy = strategy
+
+    def refine(self, alpha, eps, trial=False):
+        """The hypergradient at ``alpha`` by conjugate gradient (warm-started at each
+        fold's backward vector) to relative residual ``eps``, at the accepted solutions
+        (the folds' backward vectors become the refined ones) or, with ``trial``, at
+        the trial solutions. Returns the total and the Hessian products."""
+        strategy = TruncatedCG(max_iter=_REFINE_MAX_ITER)
+        grads, n_hvp = [], 0
+        for f in self.folds:
+            x = f.trial.x if trial else f.x
+            hg = compute_hypergradient(f.problem, x, alpha, strategy, eps=eps, init=f.z)
+            if not trial:
+                f.z = hg.z
+            grads.append(hg.grad)
+            n_hvp += hg.n_hvp
+        return np.sum(grads, axis=0), n_hvp
 
     @property
     def x(self):

@@ -14,8 +14,10 @@ strategies of :mod:`hoag_shine.hypergrad`, and takes a projected step on
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from .._utils import single_thread_blas
 from ..hypergrad import compute_hypergradient, get_strategy
@@ -108,30 +110,23 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
         trial = alpha
         for _ in range(opts.max_iter):
             eps = stopping.next_eps()
-            t0 = time.perf_counter()
-            forward = folds.forward(trial, eps)
-            t1 = time.perf_counter()
-            accepted, sufficient = steps.test(trial, forward, eps)
-            if accepted:
-                backward = folds.accept(trial, eps)
-                steps.accept(trial, backward, eps, sufficient)
-                value, grad, n_hvp = backward["value"], backward["grad"], backward["n_hvp"]
-            else:
-                steps.reject()
-                value, grad, n_hvp = forward["value"], np.full(trial.shape, np.nan), 0
-            t2 = time.perf_counter()
-            clock += t2 - t0
-            if not trace.add(alpha=trial, value=value, grad=grad, accepted=accepted, time=clock,
-                             forward_time=t1 - t0, backward_time=t2 - t1,
-                             inner_iter=forward["inner_iter"], n_hvp=n_hvp, eps=eps,
-                             step_size=steps.step_size, x=forward["x"]):
+            it = _iteration(folds, steps, trial, eps)
+            clock += it["forward_time"] + it["backward_time"]
+            if not trace.add(alpha=trial, time=clock, eps=eps, step_size=steps.step_size,
+                             **{k: it[k] for k in _RECORDED}):
                 status, message = 3, "stopped by the callback"
+                break
+            failure = _failure(it, len(trace.records) == 1, trial)
+            if failure is not None:
+                status, message = 5, failure
                 break
             trial = steps.next_alpha()
             stop, tighten = stopping.check(steps.step, steps.base,
                                            steps.predicted_decrease(trial))
             if tighten:
                 steps.refresh, trial = True, steps.base["alpha"]
+            elif stop is not None and _verify_step_stop(stop, folds, steps, stopping, opts):
+                stop, trial = None, steps.next_alpha()
             if stop is not None:
                 status, message = 0, stop
                 break
@@ -142,6 +137,7 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
                 status, message = _stuck(steps)
                 break
         xs = folds.x
+    status, message = _verdict(status, message, steps, opts)
     stopping.warn(status, stacklevel=4)  # warn <- hoag <- single_thread_blas wrapper <- caller
     base = steps.base
     return HoagResult(
@@ -151,18 +147,122 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
     )
 
 
+_RECORDED = ("value", "grad", "accepted", "forward_time", "backward_time", "inner_iter",
+             "n_hvp", "x")
+
+
+def _iteration(folds, steps, trial, eps):
+    """One outer iteration: the folds' trial solves, the accept test, then the backward
+    pass (accepted) or the undoing of the step (rejected)."""
+    t0 = time.perf_counter()
+    forward = folds.forward(trial, eps)
+    t1 = time.perf_counter()
+    accepted, sufficient = steps.test(trial, forward, eps)
+    out = dict(accepted=accepted, inner_iter=forward["inner_iter"], x=forward["x"])
+    if accepted:
+        backward = folds.accept(trial, eps)
+        steps.accept(trial, backward, eps, sufficient)
+        out.update(backward)
+    else:
+        steps.reject()
+        out.update(value=forward["value"], grad=np.full(trial.shape, np.nan), n_hvp=0)
+    out.update(forward_time=t1 - t0, backward_time=time.perf_counter() - t1)
+    return out
+
+
+def _verify_step_stop(stop, folds, steps, stopping, opts):
+    """Whether a stop on ``tol`` must be withdrawn after checking the step.
+
+    A strategy that estimates ``H^-1`` without Hessian products (SHINE) can give
+    a small step by its own error: a noisy hypergradient, or a secant curvature
+    inflated by noise. Before such a stop counts, the accepted point's
+    hypergradient is computed again by conjugate gradient (warm-started at
+    SHINE's vector) to the stop's inner tolerance, and the curvature by the
+    same refined hypergradient at a point ``10 tol`` away. When the Newton step
+    they give still moves ``alpha`` by more than ``tol``, the search goes on
+    with them, and every later backward vector is refined by conjugate gradient
+    (:meth:`~hoag_shine.outer.folds.FoldSet.end_game`).
+    """
+    strategy = opts.strategy
+    if "step on alpha" not in stop or strategy.uses_hessp or not strategy.approximates_inverse:
+        return False
+    base = steps.base
+    eps = min(stopping.gate(stop), base["eps"])
+    grad, _ = folds.refine(base["alpha"], eps)
+    gnorm = float(np.linalg.norm(grad))
+    if gnorm == 0:
+        base["grad"] = grad
+        return False
+    d = -10.0 * opts.tol * grad / gnorm
+    probe = np.clip(base["alpha"] + d, steps.lower, steps.upper)
+    d = probe - base["alpha"]
+    if not np.any(d):
+        return False
+    folds.forward(probe, eps)
+    grad_probe, _ = folds.refine(probe, eps, trial=True)
+    curv = float(d @ (grad_probe - grad)) / float(d @ d)
+    base["grad"] = grad
+    if curv > 0 and np.isfinite(curv):
+        steps.L = curv
+    move = np.max(np.abs(steps.next_alpha() - base["alpha"]))
+    if move <= opts.tol:
+        return False
+    folds.end_game()  # SHINE's step was its own error: refine from now on
+    return True
+
+
+def _failure(backward, first, alpha):
+    """Why the accepted point cannot be trusted (``None`` when it can)."""
+    if not backward["accepted"]:
+        return None
+    if not (np.isfinite(backward["value"]) and np.all(np.isfinite(backward["grad"]))):
+        return (f"the outer value or hypergradient at alpha={alpha} is not finite: the data "
+                "or the log-penalties are outside what floating point can evaluate; rescale "
+                "the features or narrow the bounds")
+    if first and not backward["inner_ok"] and backward["inner_nit"] == 0:
+        return (f"the first inner solve at alpha={alpha} made no progress "
+                f"({backward['inner_message']}); the features are probably badly scaled "
+                "(standardise them) or max_inner_iter is too small")
+    if first and np.all(backward["grad"] == 0):
+        return (f"the hypergradient is exactly zero at the start alpha={alpha}: the "
+                "validation loss does not vary with the penalty there (all-zero features, "
+                "or a strategy that returned no backward vector); start elsewhere or check "
+                "the data and hypergradient_params")
+    return None
+
+
 def _stuck(steps):
     """Status and message when the next step would not move ``alpha``."""
     if np.all(steps.base["grad"] == 0):
         return 0, "converged: the hypergradient is zero"
-    return 0, "converged: alpha stands at a bound the hypergradient points out of"
+    return 4, "stopped at a bound of alpha: the hypergradient points out of it"
+
+
+def _verdict(status, message, steps, opts):
+    """The final status and message, with a warning for a search that could not succeed:
+    one stopped at a bound (the optimum lies at or beyond it) or an untrustworthy point."""
+    if status == 5:
+        warnings.warn(f"HOAG stopped: {message}.", ConvergenceWarning, stacklevel=4)
+        return status, message
+    out = steps.at_bound()
+    if np.any(out) and status in (0, 1, 4):
+        side = ("lower" if np.all(steps.base["alpha"][out] <= steps.lower[out]) else
+                "upper" if np.all(steps.base["alpha"][out] >= steps.upper[out]) else "")
+        message = (f"stopped at the {side} bound of bounds={opts.bounds}: the optimum lies "
+                   "at or beyond it (the hypergradient points out of the box)").replace("  ", " ")
+        warnings.warn(f"HOAG {message}; widen bounds to search further.", ConvergenceWarning,
+                      stacklevel=4)
+        return 4, message
+    return status, message
 
 
 def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver="scipy",
               polish=False):
     """Solve the inner problem at ``alpha`` to a relative gradient tolerance.
 
-    Stops when ``||grad_x h(x, alpha)|| <= tol * problem.gradient_scale(alpha)``.
+    Stops when ``||grad_x h(x, alpha)||_D <= tol * problem.gradient_scale(alpha)``, in
+    the metric ``D = problem.inverse_hessian_guess(alpha)`` (see
+    :meth:`~hoag_shine.problems.BilevelProblem.gradient_scale`).
 
     Parameters
     ----------
@@ -190,19 +290,23 @@ def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver=
     alpha = problem.check_alpha(alpha)
     x = problem.initial_x() if x0 is None else np.array(x0, dtype=np.float64)
     abs_tol = tol * problem.gradient_scale(alpha)
+    metric = problem.inverse_hessian_guess(alpha)
     fun_grad = lambda v: problem.inner_value_grad(v, alpha)  # noqa: E731
     if max_iter > 0:
+        kwargs = dict(h0=metric) if solver == "numpy" else {}
         solve = minimize_lbfgs if solver == "scipy" else minimize_lbfgs_numpy
-        inner = solve(fun_grad, x, tol=abs_tol, maxcor=maxcor, max_iter=max_iter)
+        inner = solve(fun_grad, x, tol=abs_tol, maxcor=maxcor, max_iter=max_iter,
+                      gnorm_weights=metric, **kwargs)
     else:  # no L-BFGS iteration: Newton steps only (polish) or an evaluation
         f, g = fun_grad(x)
-        gnorm = float(np.linalg.norm(g))
+        gnorm = float(np.sqrt(np.dot(metric * g, g)))
         inner = InnerResult(x=x, fun=f, jac=g, grad_norm=gnorm, nit=0, nfev=1,
                             success=gnorm <= abs_tol, message="no L-BFGS iteration asked for",
                             memory=LbfgsMemory(maxcor, x.size), time=0.0)
     if polish and not inner.success:
         x, gnorm, n_steps = newton_polish(
-            fun_grad, lambda v: problem.inner_hessp(v, alpha), inner.x, tol=abs_tol)
+            fun_grad, lambda v: problem.inner_hessp(v, alpha), inner.x, tol=abs_tol,
+            gnorm_weights=metric)
         f, g = fun_grad(x)
         inner.update(x=x, fun=f, jac=g, grad_norm=gnorm, success=gnorm <= abs_tol,
                      newton_steps=n_steps)
@@ -224,7 +328,8 @@ def hypergradient(problem, alpha, *, method="exact", inner_tol=1e-10, backward_t
         Hypergradient strategy (see :mod:`hoag_shine.hypergrad`).
     inner_tol : float, default=1e-10
         Relative tolerance of the inner solve:
-        ``||grad_x h|| <= inner_tol * problem.gradient_scale(alpha)``.
+        ``||grad_x h||_D <= inner_tol * problem.gradient_scale(alpha)`` (see
+        :func:`fit_inner`).
     backward_tol : float, default=None
         Relative tolerance passed to the strategy (CG residual); defaults to
         ``inner_tol``.

@@ -115,11 +115,11 @@ class HoagOptions:
         When given, the stopping tests count only once the inner tolerance
         ``eps_k`` is at most ``stop_eps``: when one would fire earlier, the
         schedule jumps to its first tolerance ``<= stop_eps``, the accepted
-        point is solved again there, and the search goes on (on the ridge test
-        problem SHINE then ends 2e-5 from the optimum in log-alpha instead of
-        0.03). ``None``: the tests count at any tolerance; proving the last
-        digits of ``alpha`` with tight solves changes no model a user would
-        notice, and cost two thirds of a 20news fit.
+        point is solved again there, and the search goes on. ``None``: they
+        count at any tolerance. Proving flatness with tight solves changes no
+        model a user would notice (and took two thirds of a 20news fit); a stop
+        on ``tol`` with SHINE is checked by conjugate gradient instead (see
+        :func:`~hoag_shine.hoag`).
     tol_schedule : {"exponential", "quadratic", "cubic", "exact"} or callable, \
 default="exponential"
         Schedule of the relative tolerance ``eps_k``; the k-th inner solve

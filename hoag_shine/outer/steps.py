@@ -43,7 +43,7 @@ class StepRule:
 
     @property
     def step_size(self) -> float:
-        return 1.0 / self.L
+        return 1.0 / self.L if self.L > 0 else np.inf
 
     def test(self, alpha, forward, eps):
         """``(accepted, sufficient)`` for the trial ``alpha`` solved at ``eps``."""
@@ -73,7 +73,7 @@ class StepRule:
             curv = float(step @ y) / float(step @ step)
             # Positive secant curvature: a Barzilai-Borwein step. Otherwise (a
             # sign of noise or of a concave stretch) grow the step.
-            self.L = curv if curv > 0 else self.L * opts.step_growth
+            self.L = curv if curv > 0 and np.isfinite(curv) else self.L * opts.step_growth
             self.last_move = float(np.max(np.abs(step)))
         elif sufficient:
             self.L *= opts.step_growth
@@ -94,7 +94,10 @@ class StepRule:
             # the last accepted move (a nearly flat secant, from noisy
             # hypergradients, would otherwise throw alpha far away).
             cap = min(self.options.max_step, self.options.max_step_ratio * self.last_move)
-            self.L = max(self.L, float(np.max(np.abs(base["grad"]))) / cap)
+            if cap > 0:
+                self.L = max(self.L, float(np.max(np.abs(base["grad"]))) / cap)
+        if not self.L > 0:  # gradients that underflow: no curvature information at all
+            self.L = float(np.max(np.abs(base["grad"]))) / self.options.max_step or 1.0
         return np.clip(base["alpha"] - base["grad"] / self.L, self.lower, self.upper)
 
     def predicted_decrease(self, alpha):

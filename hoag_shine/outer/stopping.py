@@ -26,9 +26,9 @@ class StoppingRule:
       cannot change the model by more than that (near the optimum the
       validation loss is flat, and checking it more closely would take tight
       solves for nothing);
-    * both count only once the accepted point was solved at a tolerance
-      ``<= stop_eps``: an earlier stop jumps the schedule there (the accepted
-      point is then solved again, and the search goes on);
+    * with ``stop_eps``, they count only once the accepted point was solved at
+      a tolerance ``<= stop_eps``: an earlier stop jumps the schedule there
+      (the accepted point is then solved again, and the search goes on);
     * ``max_time``: the wall-clock budget is spent (not a success).
 
     Parameters
@@ -77,16 +77,22 @@ class StoppingRule:
         if stop is None and self.n_flat >= 2:
             stop = (f"converged: at the last two points the next step would decrease the "
                     f"outer value by at most value_tol={opts.value_tol} (relative)")
-        if stop is not None and opts.stop_eps is not None and base["eps"] > opts.stop_eps:
+        gate = None if stop is None else self.gate(stop)
+        if stop is not None and base["eps"] > gate:
             # Too early to trust: tighten the schedule and solve the point again.
             jump = next((j for j in range(self.k_eps, self.k_eps + 100_000)
-                         if self.schedule(j) <= opts.stop_eps), None)
+                         if self.schedule(j) <= gate), None)
             if jump is not None:
                 self.k_eps = jump
                 values.clear()
                 self.n_flat = 0
                 return None, True
         return stop, False
+
+    def gate(self, stop: str) -> float:
+        """The inner tolerance a stop must have been reached at to count: ``stop_eps``
+        (``None``: any)."""
+        return 1.0 if self.options.stop_eps is None else self.options.stop_eps
 
     def out_of_time(self, clock: float) -> bool:
         return self.options.max_time is not None and clock >= self.options.max_time

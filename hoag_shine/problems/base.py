@@ -178,12 +178,18 @@ class L2Penalty:
         w : ndarray of shape (n_params,)
             ``exp(alpha[group])`` on the penalised coordinates, 0 elsewhere.
         """
+        key = np.asarray(alpha, dtype=np.float64).tobytes()
+        cached = getattr(self, "_weights_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]  # read-only: the same alpha is asked for at every evaluation
         lam = np.exp(alpha)
         w = np.zeros(self.n_params)
         if self.groups is None:
             w[: self.n_penalised] = lam[0]
         else:
             w[: self.n_penalised] = lam[self.groups]
+        w.flags.writeable = False
+        self._weights_cache = (key, w)
         return w
 
     def value(self, x, weights) -> float:
@@ -235,14 +241,20 @@ class BilevelProblem:
         return _check_X(X, name, n_features=getattr(self, "n_features", None))
 
     def gradient_scale(self, alpha) -> float:
-        """``||grad_x h(initial_x, alpha)||``: what relative inner tolerances refer to.
+        """``||grad_x h(initial_x, alpha)||_D``: what relative inner tolerances refer to.
 
-        An inner solve at relative tolerance ``eps`` stops when
-        ``||grad_x h(x, alpha)|| <= eps * gradient_scale(alpha)``: the same
-        ``eps`` means the same accuracy whatever the scale of the data.
-        ``1.0`` when that gradient is zero (``initial_x`` is then the solution).
+        The norm is taken in the metric ``D = inverse_hessian_guess(alpha)``
+        (``||g||_D = sqrt(g . D g)``), as the solvers' stopping tests are: an
+        inner solve at relative tolerance ``eps`` stops when ``||grad_x h(x,
+        alpha)||_D <= eps * gradient_scale(alpha)``, which means the same
+        accuracy whatever the scale of the data or of single coordinates (an
+        intercept against the weights). For one penalty and no intercept ``D``
+        is a multiple of the identity and the test is the Euclidean one. ``1.0``
+        when that gradient is zero (``initial_x`` is then the solution).
         """
-        norm = float(np.linalg.norm(self.inner_value_grad(self.initial_x(), alpha)[1]))
+        g = self.inner_value_grad(self.initial_x(), alpha)[1]
+        d = self.inverse_hessian_guess(alpha)
+        norm = float(np.sqrt(np.dot(d * g, g)))
         return norm if norm > 0 and np.isfinite(norm) else 1.0
 
     def curvature_scale(self) -> float:
@@ -250,6 +262,38 @@ class BilevelProblem:
         coordinates): the penalty at which the regularisation weighs as much as the
         data in an average direction. Scales as the square of the features."""
         raise NotImplementedError
+
+    def curvature_diagonal(self) -> np.ndarray:
+        """Diagonal of the data term's Hessian at ``initial_x``, shape (n_params,).
+
+        The default spreads :meth:`curvature_scale` evenly over the coordinates;
+        problems override it with the exact diagonal (Jacobi).
+        """
+        return np.full(self.n_params, self.curvature_scale())
+
+    def inverse_hessian_guess(self, alpha) -> np.ndarray:
+        """A guess of the inner Hessian's inverse diagonal at ``initial_x``:
+        ``1 / (curvature_scale() + penalty)`` on the penalised coordinates (their
+        mean data curvature), ``1 / curvature_diagonal()`` on the others (an
+        intercept's own curvature).
+
+        It sizes the inner solver's first step, is the initial matrix of the L-BFGS
+        estimate (scaled) and the metric of the gradient norms: rescaling the data
+        rescales the iterates exactly. (The full Jacobi diagonal, one curvature
+        per feature, made SHINE's paths on digits longer: 1.2-2.8 s against
+        0.7-1.2 s on three seeds.) Coordinates without curvature or penalty get 1.
+
+        Returns
+        -------
+        h0 : ndarray of shape (n_params,)
+        """
+        diag = self.curvature_diagonal()
+        n_pen = self.penalty.n_penalised
+        diag[:n_pen] = self.curvature_scale()
+        diag = diag + self.penalty_weights(alpha)
+        with np.errstate(divide="ignore"):
+            h0 = 1.0 / diag
+        return np.where(np.isfinite(h0) & (diag > 0), h0, 1.0)
 
     def default_alpha(self) -> np.ndarray:
         """A data-scaled starting point for the log-penalties.
@@ -378,16 +422,26 @@ class LinearModelProblem(BilevelProblem):
         return y_train, y_val
 
     def curvature_scale(self) -> float:
+        return float(np.mean(self.curvature_diagonal()[: self.n_features]))
+
+    def curvature_diagonal(self) -> np.ndarray:
+        """Diagonal of the data term's Hessian at ``initial_x``: ``sum_i d_i (x_ij -
+        offset_j)^2`` per feature, ``sum_i d_i`` for the intercept (``d_i`` the
+        samples' weighted loss curvatures)."""
         X = self.X_train
         d = self._curvature(self.decision_function(self.initial_x(), X), self.y_train)
         if self.sample_weight is not None:
             d = d * self.sample_weight
-        sq = X.multiply(X).T @ d if sp.issparse(X) else np.einsum("ij,ij,i->j", X, X, d)
-        total = float(np.sum(sq))
+        sq = (np.asarray(X.multiply(X).T @ d).ravel() if sp.issparse(X)
+              else np.einsum("ij,ij,i->j", X, X, d))
         mu = self.feature_offset
-        if mu is not None:  # sum_i d_i ||x_i - mu||^2
-            total += float(d.sum() * (mu @ mu) - 2.0 * mu @ (self._XT_train @ d))
-        return max(total, 0.0) / max(self.n_features, 1)
+        if mu is not None:  # sum_i d_i (x_ij - mu_j)^2
+            sq = sq - 2.0 * mu * (self._XT_train @ d) + mu * mu * d.sum()
+        out = np.empty(self.n_params)
+        out[: self.n_features] = np.maximum(sq, 0.0)
+        if self.fit_intercept:
+            out[-1] = d.sum()
+        return out
 
     def coef_intercept(self, x):
         """``(coef, intercept)`` of the model ``x``: ``w`` and ``c`` (0 without intercept)."""

@@ -91,12 +91,23 @@ class MultinomialLogisticProblem(BilevelProblem):
         return np.searchsorted(self.classes_, y)
 
     def curvature_scale(self) -> float:
-        """Mean diagonal of the cross-entropy's Hessian at zero (uniform probabilities)."""
+        """Mean diagonal of the cross-entropy's Hessian at zero over the weights."""
+        return float(np.mean(self.curvature_diagonal()[: self.n_features * self.n_classes]))
+
+    def curvature_diagonal(self) -> np.ndarray:
+        """Diagonal of the cross-entropy's Hessian at zero (uniform probabilities):
+        ``(1/K)(1 - 1/K) sum_i w_i x_ij^2`` for each ``W[j, k]``, ``(1/K)(1 - 1/K)
+        sum_i w_i`` for each intercept."""
         X, K, w = self.X_train, self.n_classes, self.sample_weight
-        rows = (np.asarray(X.multiply(X).sum(axis=1)).ravel() if hasattr(X, "multiply")
-                else np.einsum("ij,ij->i", X, X))
-        sq = _weighted_sum(rows, w)
-        return float(sq) * (1.0 / K) * (1.0 - 1.0 / K) / max(self.n_features, 1)
+        ones = np.ones(X.shape[0]) if w is None else w
+        sq = (np.asarray(X.multiply(X).T @ ones).ravel() if hasattr(X, "multiply")
+              else np.einsum("ij,ij,i->j", X, X, ones))
+        c = (1.0 / K) * (1.0 - 1.0 / K)
+        out = np.empty(self.n_params)
+        out[: self.n_features * K] = np.repeat(c * sq, K)
+        if self.fit_intercept:
+            out[self.n_features * K:] = c * ones.sum()
+        return out
 
     def coef_intercept(self, x):
         """``(coef, intercept)``: ``coef`` of shape (n_classes, n_features), class 0's
@@ -128,10 +139,15 @@ class MultinomialLogisticProblem(BilevelProblem):
 
     def _loss_grad(self, x, X, XT, yi, w=None):
         Z = self.decision_function(x, X)
-        lse = logsumexp(Z, axis=1)
-        value = _weighted_sum(lse - Z[np.arange(len(yi)), yi], w)
-        R = np.exp(Z - lse[:, None])
-        R[np.arange(len(yi)), yi] -= 1.0
+        rows = np.arange(len(yi))
+        # One pass for the log-sum-exp and the softmax (scipy's logsumexp, then
+        # exp(Z - lse), took 70% of a digits fit): R = exp(Z - max) / sum.
+        top = Z.max(axis=1)
+        R = np.exp(Z - top[:, None])
+        total = R.sum(axis=1)
+        value = _weighted_sum(top + np.log(total) - Z[rows, yi], w)
+        R /= total[:, None]
+        R[rows, yi] -= 1.0
         if w is not None:
             R *= w[:, None]
         return value, self._adjoint(XT, R)
