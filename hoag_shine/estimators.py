@@ -232,11 +232,15 @@ class _HoagCV(BaseEstimator):
                 handler = logging.StreamHandler()
                 logger.addHandler(handler)
         try:
-            res = hoag(problems, alpha0, options=options, callback=self.callback)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                res = hoag(problems, alpha0, options=options, callback=self.callback)
         finally:
             logger.setLevel(old_level)
             if handler is not None:
                 logger.removeHandler(handler)
+        for w in caught:  # in the estimator's own words, pointing at the caller of fit
+            warnings.warn(self._translate(str(w.message), options), w.category, stacklevel=5)
         self.hoag_result_ = res
         self.n_iter_ = int(res.nit)
         cols = res.trace_columns()
@@ -250,6 +254,18 @@ class _HoagCV(BaseEstimator):
             "inner_iter": cols["inner_iter"], "n_hvp": cols["n_hvp"],
         }
         return res
+
+    def _translate(self, message, options):
+        """A message of the outer loop, naming the estimator's parameters: its bounds on
+        the penalty (``C_bounds`` / ``alpha_bounds``) instead of ``bounds``."""
+        bname = self._bounds_param
+        lo, hi = getattr(self, bname)
+        message = message.replace(f"bounds={options.bounds}", f"{bname}=({lo:g}, {hi:g})")
+        if self._log_penalty(2.0) < self._log_penalty(1.0):  # C: alpha's upper is C's lower
+            message = (message.replace("the lower bound", "the @@ bound")
+                       .replace("the upper bound", "the lower bound")
+                       .replace("the @@ bound", "the upper bound"))
+        return message.replace("widen bounds", f"widen {bname}")
 
     def _tune(self, make_problem, X, targets, splits, weights, options):
         """Tune one penalty shared by ``targets`` (y arrays) over the splits; fit at it.
@@ -508,8 +524,9 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         X, y = validate_data(self, X, y, accept_sparse=("csr", "csc"), dtype=np.float64,
                              y_numeric=False, multi_output=False, ensure_min_samples=2)
         y = column_or_1d(y, warn=True)
+        classes = _unique_labels(y)  # before scikit-learn's check, which fails on mixed types
         check_classification_targets(y)
-        self.classes_ = _unique_labels(y)
+        self.classes_ = classes
         if len(self.classes_) < 2:
             raise ValueError(
                 f"This solver needs samples of at least 2 classes in the data, but the data "

@@ -53,6 +53,24 @@ __all__ = [
 ]
 
 
+def _check_int(name, value, low, owner, allow_none=False):
+    if value is None and allow_none:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise InvalidParameterError(
+            f"{owner}'s {name} must be an int >= {low}, got {value!r} (hypergradient_params).")
+    return int(value)
+
+
+def _check_h0(h0):
+    if h0 is None:
+        return None
+    if isinstance(h0, bool) or not isinstance(h0, (int, float, np.floating)) or not (
+            np.isfinite(h0) and h0 > 0):
+        raise InvalidParameterError(f"h0 must be None or a finite number > 0, got {h0!r}.")
+    return float(h0)
+
+
 class HypergradientStrategy:
     """Base class: a way to approximate ``H^{-1} b``.
 
@@ -155,7 +173,7 @@ class Exact(HypergradientStrategy):
     name = "exact"
 
     def __init__(self, max_params: int = 5000):
-        self.max_params = max_params
+        self.max_params = _check_int("max_params", max_params, 1, "exact")
 
     def solve(self, hessp, b, *, eps, init=None, memory=None):
         n = b.size
@@ -184,8 +202,8 @@ class ConjugateGradient(HypergradientStrategy):
     name = "cg"
 
     def __init__(self, max_iter: int = 1000, warm_start: bool = True):
-        self.max_iter = max_iter
-        self.warm_start = warm_start
+        self.max_iter = _check_int("max_iter", max_iter, 1, "cg")
+        self.warm_start = bool(warm_start)
 
     def solve(self, hessp, b, *, eps, init=None, memory=None):
         z, n_hvp, ok = conjugate_gradient(hessp, b, rtol=eps,
@@ -214,8 +232,8 @@ class TruncatedCG(HypergradientStrategy):
     name = "truncated-cg"
 
     def __init__(self, max_iter: int = 5, warm_start: bool = True):
-        self.max_iter = max_iter
-        self.warm_start = warm_start
+        self.max_iter = _check_int("max_iter", max_iter, 1, "truncated-cg")
+        self.warm_start = bool(warm_start)
 
     def solve(self, hessp, b, *, eps, init=None, memory=None):
         z, n_hvp, _ = conjugate_gradient(hessp, b, rtol=eps,
@@ -239,7 +257,7 @@ class Shine(HypergradientStrategy):
     uses_hessp = False
 
     def __init__(self, h0: float | None = None):
-        self.h0 = h0
+        self.h0 = _check_h0(h0)
 
     def solve(self, hessp, b, *, eps, init=None, memory=None):
         if memory is None or len(memory) == 0:
@@ -265,8 +283,8 @@ class ShineRefine(HypergradientStrategy):
     uses_memory = True
 
     def __init__(self, max_iter: int | None = None, h0: float | None = None):
-        self.max_iter = max_iter
-        self.h0 = h0
+        self.max_iter = _check_int("max_iter", max_iter, 0, "shine-refine", allow_none=True)
+        self.h0 = _check_h0(h0)
 
     def cap(self, eps: float) -> int:
         if self.max_iter is not None:
@@ -310,9 +328,9 @@ class ShineOPA(Shine):
     def __init__(self, freq: int = 5, speedup: int = 10, min_freq: int = 1,
                  h0: float | None = None):
         super().__init__(h0=h0)
-        self.freq = freq
-        self.speedup = speedup
-        self.min_freq = min_freq
+        self.freq = _check_int("freq", freq, 1, "shine-opa")
+        self.speedup = _check_int("speedup", speedup, 1, "shine-opa")
+        self.min_freq = _check_int("min_freq", min_freq, 1, "shine-opa")
 
     def opa_period(self, k: int) -> int:
         """OPA period (inner iterations) at outer iteration ``k``."""

@@ -21,6 +21,13 @@ from sklearn.utils.validation import check_array
 __all__ = ["BilevelProblem", "L2Penalty", "LinearModelProblem", "check_sample_weight"]
 
 
+#: Largest |log-penalty| accepted: exp(700) ~ 1e304 is still a float64.
+MAX_LOG_PENALTY = 700.0
+
+#: Largest magnitude of the features (and inverse of the smallest non-zero largest one).
+MAX_FEATURE_SCALE = 1e150
+
+
 def _check_X(X, name: str, *, n_features: int | None = None):
     """Validate a design matrix: 2-d, finite, float64, CSR if sparse."""
     X = check_array(
@@ -33,6 +40,13 @@ def _check_X(X, name: str, *, n_features: int | None = None):
     if sp.issparse(X):
         X = sp.csr_matrix(X)
         X.sort_indices()
+    values = X.data if sp.issparse(X) else X
+    top = float(np.max(np.abs(values))) if values.size else 0.0
+    if top > MAX_FEATURE_SCALE or 0.0 < top < 1.0 / MAX_FEATURE_SCALE:
+        raise ValueError(
+            f"{name} holds values of magnitude up to {top:.3g}: beyond [1e-150, 1e150] the "
+            "squares and products the solvers need over- or underflow in floating point. "
+            "Rescale the features (e.g. with StandardScaler or MaxAbsScaler).")
     if n_features is not None and X.shape[1] != n_features:
         raise ValueError(
             f"{name} has {X.shape[1]} features but the training data has "
@@ -168,6 +182,11 @@ class L2Penalty:
             )
         if not np.all(np.isfinite(alpha)):
             raise ValueError(f"alpha must be finite, got {alpha}.")
+        if np.any(np.abs(alpha) > MAX_LOG_PENALTY):
+            raise ValueError(
+                f"alpha={alpha} is a log-penalty beyond +-{MAX_LOG_PENALTY:g}: exp(alpha) "
+                "over- or underflows in floating point. Use log-penalties within that range "
+                "(rescaling the features by s shifts the useful ones by 2 log(s)).")
         return alpha
 
     def weights(self, alpha) -> np.ndarray:
@@ -304,10 +323,12 @@ class BilevelProblem:
         rescaled data (the optimum moves by the same shift).
         """
         scale = self.curvature_scale()
-        if not (np.isfinite(scale) and scale > 0):
-            raise ValueError(
-                "The features carry no curvature (all zero, or their squares overflow); "
-                "check X, or pass a starting penalty explicitly.")
+        if not np.isfinite(scale):
+            raise ValueError("The features' squares overflow in floating point; rescale the "
+                             "features (e.g. with StandardScaler).")
+        if not scale > 0:
+            raise ValueError("The features carry no curvature (X is all zero on the training "
+                             "part); check X, or pass a starting penalty explicitly.")
         return np.full(self.n_hyper, np.log(scale))
 
     def penalty_weights(self, alpha) -> np.ndarray:

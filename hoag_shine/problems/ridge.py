@@ -71,6 +71,10 @@ class RidgeProblem(LinearModelProblem):
             raise ValueError(f"{name} must be numeric for regression: {exc}") from None
         if not np.all(np.isfinite(y)):
             raise ValueError(f"{name} contains NaN or infinite values; remove them.")
+        if y.size and np.max(np.abs(y)) > 1e100:
+            raise ValueError(f"{name} holds values up to {np.max(np.abs(y)):.3g}: their squares "
+                             "overflow in floating point. Rescale the targets (e.g. divide "
+                             "them by their standard deviation).")
         return y
 
     def _encode_target(self, y, name):
