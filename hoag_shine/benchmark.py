@@ -14,103 +14,48 @@ concatenation, rebuilt at the end.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
 import os
 import platform
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
 
 from ._utils import single_thread_blas
-from .datasets import DATASETS, load_dataset, paper_split
-from .outer import hoag
+from .config import (ConfigError, dataset_spec, load_config, parse_seeds, run_settings,
+                     settings_hash)
+from .datasets import load_dataset, paper_split
+from .outer import grid_search, hoag, random_search
 from .problems import LogisticProblem, MultinomialLogisticProblem
-from .outer import grid_search, random_search
-from .results import COLUMNS, atomic_write_csv, atomic_write_text, read_results, read_rows
+from .results import (ALPHA_COLUMNS, COLUMNS, atomic_write_csv, atomic_write_text, read_results,
+                      read_run, write_run)
 
-__all__ = ["COLUMNS", "load_config", "parse_seeds", "plan_runs", "run_benchmark", "read_results"]
-
-METHODS = ("hoag", "grid", "random", "sklearn-cv")
-
-#: Keys of a [datasets.NAME] entry that are not the loader's parameters.
-_SPLIT_KEYS = ("test_size", "max_time")
-
-
-def load_config(path) -> dict:
-    """Read and check a benchmark configuration (TOML)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No benchmark configuration at {path}.")
-    with open(path, "rb") as f:
-        config = tomllib.load(f)
-    bench = config.get("benchmark", {})
-    for key in ("datasets", "schemes", "seeds"):
-        if key not in bench:
-            raise ValueError(f"{path}: [benchmark] needs a '{key}' entry.")
-    schemes = config.get("schemes", {})
-    for name in bench["schemes"]:
-        if name not in schemes:
-            raise ValueError(f"{path}: scheme {name!r} is listed but has no [schemes.{name}].")
-    for name, scheme in schemes.items():
-        if scheme.get("method") not in METHODS:
-            raise ValueError(f"{path}: [schemes.{name}] method must be one of {METHODS}, "
-                             f"got {scheme.get('method')!r}.")
-    for name in bench["datasets"]:
-        _dataset_spec(config, name)
-    config["_path"] = str(path)
-    return config
-
-
-def _dataset_spec(config, name):
-    """``(loader, params)`` of a dataset entry: ``[datasets.NAME]`` may name its
-    ``loader`` (one of ``DATASETS``; default: NAME itself), the ``test_size`` of
-    its split (see :func:`~hoag_shine.datasets.paper_split`), a ``max_time``
-    that overrides the benchmark's for its runs, and the loader's parameters."""
-    params = dict(config.get("datasets", {}).get(name, {}))
-    for key in _SPLIT_KEYS:
-        params.pop(key, None)
-    loader = params.pop("loader", name)
-    if loader not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}: give it a [datasets.{name}] entry with a "
-                         f"'loader' among {DATASETS}, or use one of those names.")
-    return loader, params
-
-
-def parse_seeds(text) -> list[int]:
-    """``"0-9"``, ``"0,3,5"`` or ``"2"`` to a list of ints."""
-    seeds = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if "-" in part:
-            lo, hi = part.split("-")
-            seeds.extend(range(int(lo), int(hi) + 1))
-        elif part:
-            seeds.append(int(part))
-    if not seeds:
-        raise ValueError(f"No seeds in {text!r}; use e.g. '0-9' or '0,1,2'.")
-    return seeds
+__all__ = ["COLUMNS", "ConfigError", "load_config", "parse_seeds", "plan_runs", "run_benchmark",
+           "read_results", "run_scheme"]
 
 
 def plan_runs(config, *, datasets=None, schemes=None, seeds=None):
-    """The (dataset, scheme, seed) triples to run, checked against the configuration."""
+    """The (dataset, scheme, seed) triples to run, checked against the configuration;
+    a dataset, scheme or seed named twice runs once."""
     bench = config["benchmark"]
-    datasets = list(datasets or bench["datasets"])
-    schemes = list(schemes or bench["schemes"])
-    seeds = list(seeds if seeds is not None else bench["seeds"])
+    datasets = list(dict.fromkeys(datasets or bench["datasets"]))
+    schemes = list(dict.fromkeys(schemes or bench["schemes"]))
+    seeds = parse_seeds(list(seeds)) if seeds is not None else list(bench["seeds"])
     for s in schemes:
         if s not in config.get("schemes", {}):
-            raise ValueError(f"Unknown scheme {s!r}; the configuration defines "
-                             f"{sorted(config.get('schemes', {}))}.")
+            raise ConfigError(f"Unknown scheme {s!r}; the configuration defines "
+                              f"{', '.join(sorted(config.get('schemes', {})))}.")
     for d in datasets:
-        _dataset_spec(config, d)
+        dataset_spec(config, d)
     return [(d, s, seed) for d in datasets for seed in seeds for s in schemes]
 
 
 def _run_file(out: Path, dataset, scheme, seed) -> Path:
+    """The run's rows; beside it ``.alphas.csv`` and the ``.json`` record."""
     return out / "runs" / f"{dataset}__{scheme}__seed{seed}.csv"
 
 
@@ -152,7 +97,7 @@ def _sklearn_cv(split, params, fit_intercept):
     alpha = -float(np.log(np.ravel(clf.C_)[0]))
     return [dict(iteration=0, time=elapsed, alpha=alpha, validation_loss=np.nan,
                  heldout_loss=heldout, forward_time=elapsed, backward_time=0.0, inner_iter=0,
-                 n_hvp=0, accepted=True, alphas=f"{alpha:.6g}")]
+                 n_hvp=0, accepted=True, alphas=[alpha])]
 
 
 @single_thread_blas
@@ -185,7 +130,7 @@ def run_scheme(split, scheme: dict, *, fit_intercept=False, max_time=None):
     for r in res.trace:
         rows.append(dict(
             iteration=r["iteration"], time=r["time"], alpha=float(np.mean(r["alpha"])),
-            alphas=" ".join(f"{a:.6g}" for a in r["alpha"]),
+            alphas=[float(a) for a in r["alpha"]],
             validation_loss=r["outer_value"], heldout_loss=r["heldout_value"],
             forward_time=r["forward_time"], backward_time=r["backward_time"],
             inner_iter=r["inner_iter"], n_hvp=r["n_hvp"], accepted=r["accepted"],
@@ -198,32 +143,36 @@ def _run_group(config, out, dataset, seed, schemes, data_home, download, report=
 
     ``report(dataset, scheme, seed, elapsed, heldout)`` is called after each run
     when given (in-process runs); the list of those tuples is returned."""
-    bench = config["benchmark"]
-    loader, params = _dataset_spec(config, dataset)
+    loader, params = dataset_spec(config, dataset)
     entry = config.get("datasets", {}).get(dataset, {})
-    test_size = entry.get("test_size", 0.1)
-    max_time = entry.get("max_time", bench.get("max_time"))
     split = _load_split(loader, json.dumps(params, sort_keys=True), seed,
-                        None if data_home is None else str(data_home), download, test_size)
+                        None if data_home is None else str(data_home), download,
+                        entry.get("test_size", 0.1))
     done = []
     for name in schemes:
+        settings = run_settings(config, dataset, name, seed)
         scheme = config["schemes"][name]
         t0 = time.perf_counter()
-        rows = run_scheme(split, scheme, fit_intercept=bench.get("fit_intercept", False),
-                          max_time=max_time)
+        rows = run_scheme(split, scheme, fit_intercept=settings["fit_intercept"],
+                          max_time=settings["max_time"])
+        alpha_rows = []
         for r in rows:
+            alphas = r.pop("alphas")
             r.update(dataset=dataset, scheme=name, label=scheme.get("label", name), seed=seed,
-                     log_C=-r["alpha"])
-        atomic_write_csv(_run_file(out, dataset, name, seed), rows)
+                     log_C=-r["alpha"], n_hyper=len(alphas))
+            alpha_rows.extend(dict(dataset=dataset, scheme=name, seed=seed,
+                                   iteration=r["iteration"], index=i, alpha=a)
+                              for i, a in enumerate(alphas))
+        write_run(_run_file(out, dataset, name, seed), rows, alpha_rows, settings,
+                  settings_hash(settings))
         done.append((dataset, name, seed, time.perf_counter() - t0, rows[-1]["heldout_loss"]))
         if report is not None:
             report(*done[-1])
     return done
 
 
-def _environment(config):
+def _environment(config, backend):
     import joblib
-    import libsvmdata
     import scipy
     import sklearn
 
@@ -232,36 +181,91 @@ def _environment(config):
     return {
         "config_file": config.get("_path"),
         "config": {k: v for k, v in config.items() if not k.startswith("_")},
+        "backend": backend,
         "versions": {"hoag_shine": __version__, "numpy": np.__version__,
                      "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
-                     "libsvmdata": libsvmdata.__version__, "joblib": joblib.__version__,
-                     "python": platform.python_version()},
+                     "joblib": joblib.__version__, "python": platform.python_version()},
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpu_count": os.cpu_count()},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
+def _todo(config, out, runs, say):
+    """The runs still to do: not run, unfinished, damaged, or made with other settings
+    (each reason said once, with the runs it concerns)."""
+    todo, reasons = [], {}
+    for r in runs:
+        _, _, reason = read_run(_run_file(out, *r), settings_hash(run_settings(config, *r)))
+        if reason is not None:
+            todo.append(r)
+            reasons.setdefault(reason, []).append(r)
+    for reason, which in reasons.items():
+        if reason != "not run yet":
+            names = ", ".join(f"{d}/{s}/seed {k}" for d, s, k in which[:3])
+            more = f" and {len(which) - 3} more" if len(which) > 3 else ""
+            say(f"rerunning {len(which)} run(s) {reason}: {names}{more}")
+    return todo
+
+
+@contextlib.contextmanager
+def _backend(backend, n_jobs, scheduler):
+    """joblib's parallel configuration for the runs; ``"dask"`` starts a local cluster
+    of ``n_jobs`` single-threaded workers, or connects to ``scheduler``."""
+    from joblib import parallel_config
+
+    if backend != "dask":
+        with parallel_config(backend=backend, n_jobs=n_jobs):
+            yield
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("backend 'dask' needs dask's distributed package: "
+                          "pip install 'dask[distributed]'.") from None
+    with contextlib.ExitStack() as stack:
+        if scheduler:
+            client = stack.enter_context(Client(scheduler))
+        else:
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=n_jobs or 2, threads_per_worker=1, processes=True,
+                dashboard_address=None))
+            client = stack.enter_context(Client(cluster))
+        with parallel_config(backend="dask", n_jobs=len(client.scheduler_info()["workers"])
+                             or -1):
+            yield
+
+
 def run_benchmark(config, out, *, datasets=None, schemes=None, seeds=None, n_jobs=1,
-                  data_home=None, download=False, progress=None):
-    """Run the planned benchmark, skipping runs already on disk.
+                  backend=None, scheduler=None, data_home=None, download=False,
+                  progress=None):
+    """Run the planned benchmark, skipping the runs finished with the same settings.
 
     Parameters
     ----------
     config : dict
-        From :func:`load_config`.
+        From :func:`~hoag_shine.config.load_config`.
     out : str or Path
-        Output folder: ``runs/`` (one CSV per run), ``results.csv``,
+        Output folder: ``runs/`` (per run: its rows, its hyperparameters' long
+        table and a record of its settings), ``results.csv``, ``alphas.csv``,
         ``benchmark.json``.
     datasets, schemes, seeds : list, default=None
         Subsets of the configuration's (``None``: all of them).
     n_jobs : int, default=1
-        (dataset, seed) groups run in parallel processes. Timings are most
-        faithful with 1.
+        (dataset, seed) groups run in parallel. Timings are most faithful
+        with 1 (one process, nothing beside it).
+    backend : str, default=None
+        A joblib backend for the groups (``"loky"`` when ``n_jobs > 1``);
+        ``"dask"`` starts a local cluster (or connects to ``scheduler``). The
+        results are the same as a serial run's but for the timings.
+    scheduler : str, default=None
+        Address of a running dask scheduler (``backend="dask"``).
     data_home : str or Path, default=None
     download : bool, default=False
     progress : callable, default=None
-        Called with a line of text per event (the CLI prints it to stderr).
+        ``progress(event, **info)``: ``"plan"`` (``total``, ``done``, ``out``),
+        ``"note"`` (``message``) and ``"run"`` (``dataset``, ``scheme``, ``seed``,
+        ``elapsed``, ``heldout``) after each finished run.
 
     Returns
     -------
@@ -272,35 +276,44 @@ def run_benchmark(config, out, *, datasets=None, schemes=None, seeds=None, n_job
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    say = progress or (lambda msg: None)
+    emit = progress or (lambda event, **info: None)
     runs = plan_runs(config, datasets=datasets, schemes=schemes, seeds=seeds)
-    todo = [r for r in runs if not _run_file(out, *r).exists()]
-    say(f"{len(runs)} runs planned, {len(runs) - len(todo)} already done, {len(todo)} to run "
-        f"-> {out}")
-    atomic_write_text(out / "benchmark.json", json.dumps(_environment(config), indent=2,
-                                                          default=str))
+    todo = _todo(config, out, runs, lambda message: emit("note", message=message))
+    emit("plan", total=len(runs), done=len(runs) - len(todo), out=str(out))
+    if backend is None:
+        backend = "sequential" if (n_jobs or 1) == 1 else "loky"
+    atomic_write_text(out / "benchmark.json",
+                      json.dumps(_environment(config, backend), indent=2, default=str))
     groups = {}
     for d, s, seed in todo:
         groups.setdefault((d, seed), []).append(s)
-    n_done = len(runs) - len(todo)
 
     def report(d, s, seed, elapsed, heldout):
-        nonlocal n_done
-        n_done += 1
-        say(f"[{n_done}/{len(runs)}] {d} {s} seed {seed}: {elapsed:.1f}s, "
-            f"final held-out loss {heldout:.4f}")
+        emit("run", dataset=d, scheme=s, seed=seed, elapsed=elapsed, heldout=heldout)
 
-    if n_jobs == 1:  # in-process: a line as each run finishes
+    if backend == "sequential":  # in-process: an event as each run finishes
         for (d, seed), ss in groups.items():
             _run_group(config, out, d, seed, ss, data_home, download, report=report)
     elif groups:
         jobs = [delayed(_run_group)(config, out, d, seed, ss, data_home, download)
                 for (d, seed), ss in groups.items()]
-        for done in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
-            for item in done:
-                report(*item)
-    rows = []
+        with _backend(backend, n_jobs, scheduler):
+            for done in Parallel(return_as="generator_unordered")(jobs):
+                for item in done:
+                    report(*item)
+    return _gather(config, out, runs)
+
+
+def _gather(config, out, runs):
+    """``results.csv`` and ``alphas.csv``: every run's rows, in the plan's order."""
+    rows, alpha_rows = [], []
     for r in runs:
-        rows.extend(read_rows(_run_file(out, *r)))
+        run_rows, run_alphas, reason = read_run(_run_file(out, *r),
+                                                settings_hash(run_settings(config, *r)))
+        if reason is not None:
+            raise RuntimeError(f"run {r} is {reason} after the benchmark; rerun it.")
+        rows.extend(run_rows)
+        alpha_rows.extend(run_alphas)
     atomic_write_csv(out / "results.csv", rows)
+    atomic_write_csv(out / "alphas.csv", alpha_rows, ALPHA_COLUMNS)
     return out / "results.csv"

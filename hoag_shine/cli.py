@@ -1,63 +1,134 @@
-"""Command line: ``hoag-shine bench | plot | inversion | perf``."""
+"""Command line: ``hoag-shine bench | plot | inversion | perf`` (parsing and printing only).
+
+Every error is one line on stderr and a non-zero exit status; ``--debug``
+shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib import resources
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
-_REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+class CliError(Exception):
+    """An error the command line reports in one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not the usage block
+        raise CliError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
 
 
 def _find_config(name):
-    """A config path as given, else under ./configs or the checkout's configs/."""
+    """A config path as given, else under ./configs, else one shipped with the package."""
     p = Path(name)
     if p.exists():
         return p
-    for base in (Path("configs"), _REPO_CONFIGS):
-        for cand in (base / name, base / f"{name}.toml"):
-            if cand.exists():
-                return cand
-    raise SystemExit(f"hoag-shine: no configuration {name!r} (looked in ., ./configs and "
-                     f"{_REPO_CONFIGS}).")
+    candidates = (name, f"{name}.toml")
+    for cand in candidates:
+        if (Path("configs") / cand).exists():
+            return Path("configs") / cand
+    shipped = resources.files("hoag_shine") / "configs"
+    for cand in candidates:
+        if (shipped / cand).is_file():
+            return Path(str(shipped / cand))
+    names = sorted(f.name for f in shipped.iterdir() if f.name.endswith(".toml"))
+    raise CliError(f"no configuration {name!r} (looked in ., ./configs and the shipped ones: "
+                   f"{', '.join(names)}).")
 
 
 def _err(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+class _Progress:
+    """The benchmark's progress on stderr: a bar (runs done, elapsed, estimated time
+    left) on a terminal; one line per finished run otherwise."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, event, **info):
+        if event == "note":
+            self._write(info["message"])
+        elif event == "plan":
+            self._write(f"{info['total']} runs planned, {info['done']} already done, "
+                        f"{info['total'] - info['done']} to run -> {info['out']}")
+            if sys.stderr.isatty():
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=info["total"], initial=info["done"], unit="run",
+                                file=sys.stderr, dynamic_ncols=True)
+        elif event == "run":
+            line = (f"{info['dataset']} {info['scheme']} seed {info['seed']}: "
+                    f"{info['elapsed']:.1f}s, final held-out loss {info['heldout']:.4f}")
+            if self.bar is not None:
+                self.bar.set_postfix_str(line, refresh=False)
+                self.bar.update(1)
+            else:
+                _err(line)
+
+    def _write(self, message):
+        if self.bar is not None:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            _err(message)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _bench(args):
     from .benchmark import load_config, parse_seeds, run_benchmark
-    from .plotting import format_summary, plot_convergence, summarize
+    from .plotting import (SUMMARY_COLUMNS, format_summary, plot_convergence, summarize,
+                           summary_rows)
+    from .results import atomic_write_csv, atomic_write_text
 
     config = load_config(_find_config(args.config))
     out = Path(args.out or config["benchmark"].get("out", "results/" + Path(args.config).stem))
     seeds = parse_seeds(args.seeds) if args.seeds else None
+    if args.scheduler and args.backend != "dask":
+        raise CliError("--scheduler is a dask scheduler's address: use it with --backend dask.")
+    progress = _Progress()
     try:
         results = run_benchmark(
             config, out, datasets=args.datasets, schemes=args.schemes, seeds=seeds,
-            n_jobs=args.n_jobs, data_home=args.data_home, download=args.download, progress=_err,
-        )
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        raise SystemExit(f"hoag-shine bench: {exc}") from None
+            n_jobs=args.n_jobs, backend=args.backend, scheduler=args.scheduler,
+            data_home=args.data_home, download=args.download, progress=progress)
+    finally:
+        progress.close()
     figure = out / "convergence.png"
-    plot_convergence(results, figure, title=Path(config["_path"]).name)
-    table = format_summary(summarize(results))
-    (out / "summary.md").write_text(table + "\n")
+    plot_convergence(results, figure)
+    rows = summarize(results)
+    table = format_summary(rows)
+    atomic_write_text(out / "summary.md", table + "\n")
+    atomic_write_csv(out / "summary.csv", summary_rows(rows), SUMMARY_COLUMNS)
     print(table)
-    print(f"\nresults: {results}\nfigure:  {figure}\nsummary: {out / 'summary.md'}")
+    print(f"\nresults: {results} (hyperparameters: {out / 'alphas.csv'})\nfigure:  {figure}\n"
+          f"summary: {out / 'summary.md'}, {out / 'summary.csv'}")
 
 
 def _plot(args):
     from .plotting import format_summary, plot_convergence, summarize
 
-    try:
-        plot_convergence(args.results, args.output, title=args.title)
-        print(format_summary(summarize(args.results, rel_target=args.target)))
-    except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"hoag-shine plot: {exc}") from None
+    plot_convergence(args.results, args.output, title=args.title, rel_target=args.target)
+    print(format_summary(summarize(args.results, rel_target=args.target),
+                         rel_target=args.target))
     print(f"\nfigure: {args.output}")
 
 
@@ -67,12 +138,9 @@ def _inversion(args):
     from .diagnostics import inversion_experiment
     from .plotting import plot_inversion
 
-    try:
-        res = inversion_experiment(dataset=args.dataset, n_runs=args.runs, alpha=args.alpha,
-                                   memory=args.memory, tol=args.tol, opa_freq=args.opa_freq,
-                                   n_train=args.n_train, data_home=args.data_home)
-    except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"hoag-shine inversion: {exc}") from None
+    res = inversion_experiment(dataset=args.dataset, n_runs=args.runs, alpha=args.alpha,
+                               memory=args.memory, tol=args.tol, opa_freq=args.opa_freq,
+                               n_train=args.n_train, data_home=args.data_home)
     plot_inversion(res, args.output, title=f"{args.dataset}: {args.n_train} samples, "
                    f"alpha={args.alpha:g}, memory {args.memory}, {args.runs} runs")
     print("| direction | OPA | median norm ratio | median cosine |")
@@ -85,17 +153,14 @@ def _inversion(args):
 
 
 def _perf(args):
-    from .benchmark import parse_seeds
+    from .config import parse_seeds
     from .perf import format_report, run_perf, save_report
 
     seeds = parse_seeds(args.seeds) if args.seeds else None
     yardsticks = args.yardsticks or Path(args.out).parent / f"yardsticks_{args.dataset}.json"
-    try:
-        report = run_perf(args.results, dataset=args.dataset, seeds=seeds,
-                          data_home=args.data_home, yardsticks=yardsticks,
-                          scaling=args.scaling, progress=_err)
-    except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"hoag-shine perf: {exc}") from None
+    report = run_perf(args.results, dataset=args.dataset, seeds=seeds,
+                      data_home=args.data_home, yardsticks=yardsticks,
+                      scaling=args.scaling, progress=_err)
     report["command"] = "hoag-shine perf " + " ".join(sys.argv[2:])
     print(format_report(report))
     history = save_report(report, args.out)
@@ -103,21 +168,28 @@ def _perf(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hoag-shine",
         description="Hyperparameter optimisation by hypergradient descent: benchmarks and plots.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     b = sub.add_parser("bench", help="run a benchmark configuration (default: quick)")
     b.add_argument("--config", default="quick.toml",
-                   help="TOML file, or a name in configs/ (default: quick.toml)")
+                   help="TOML file, or the name of a shipped one (quick, fig1_20news, ...)")
     b.add_argument("--datasets", nargs="+", help="subset of the configuration's datasets")
     b.add_argument("--schemes", nargs="+", help="subset of the configuration's schemes")
     b.add_argument("--seeds", help="e.g. 0-9 or 0,2,5 (default: the configuration's)")
     b.add_argument("--out", help="output folder (default: the configuration's 'out')")
-    b.add_argument("--n-jobs", type=int, default=1,
+    b.add_argument("--n-jobs", type=_positive_int, default=1,
                    help="(dataset, seed) groups run in parallel; 1 keeps timings faithful")
+    b.add_argument("--backend", help="joblib backend for parallel groups (loky, threading, "
+                   "multiprocessing, dask, ...); default: in process with --n-jobs 1, loky "
+                   "otherwise")
+    b.add_argument("--scheduler", help="address of a dask scheduler (with --backend dask; "
+                   "default: a local cluster of --n-jobs workers)")
     b.add_argument("--data-home", help="dataset cache (default: $HOAG_SHINE_DATA or "
                    "~/hoag_shine_data)")
     b.add_argument("--download", action="store_true",
@@ -131,6 +203,7 @@ def build_parser():
                    help="relative target above the best held-out loss (default 0.01)")
     p.add_argument("--title")
     p.set_defaults(func=_plot)
+
     f = sub.add_parser("perf", help="yardstick (best, target, floor per seed) and the "
                        "performance ratios of a benchmark run")
     f.add_argument("--results", default="results/fig1_20news",
@@ -148,12 +221,12 @@ def build_parser():
     i = sub.add_parser("inversion",
                        help="quality of the L-BFGS inverse with and without OPA (Fig. 2)")
     i.add_argument("--dataset", default="breast-cancer")
-    i.add_argument("--runs", type=int, default=100)
-    i.add_argument("--n-train", type=int, default=113)
+    i.add_argument("--runs", type=_positive_int, default=100)
+    i.add_argument("--n-train", type=_positive_int, default=113)
     i.add_argument("--alpha", type=float, default=1.0, help="log-penalty")
-    i.add_argument("--memory", type=int, default=60)
+    i.add_argument("--memory", type=_positive_int, default=60)
     i.add_argument("--tol", type=float, default=1e-6)
-    i.add_argument("--opa-freq", type=int, default=5)
+    i.add_argument("--opa-freq", type=_positive_int, default=5)
     i.add_argument("--data-home")
     i.add_argument("-o", "--output", default="inversion.png")
     i.set_defaults(func=_inversion)
@@ -161,8 +234,21 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    args.func(args)
+    """Run the command line; errors end it with one line on stderr and status 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        args.func(args)
+    except KeyboardInterrupt:
+        _err("hoag-shine: interrupted; finished runs are kept, the same command resumes.")
+        raise SystemExit(130) from None
+    except (CliError, ValueError, TypeError, OSError, RuntimeError, ImportError) as exc:
+        if debug:
+            raise
+        command = next((a for a in argv if not a.startswith("-")), "")
+        _err(f"hoag-shine{' ' + command if command else ''}: {exc}")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,18 @@ import numpy as np
 
 from .results import read_results
 
-__all__ = ["summarize", "format_summary", "plot_convergence"]
+__all__ = ["summarize", "format_summary", "summary_rows", "plot_convergence", "plot_inversion",
+           "scheme_styles"]
+
+
+def _matplotlib():
+    """matplotlib, or an error that says how to install it (the benchmark's extra)."""
+    try:
+        import matplotlib
+        import matplotlib.figure  # noqa: F401
+    except ImportError:
+        raise ImportError("the figures need matplotlib: pip install 'hoag_shine[bench]'") from None
+    return matplotlib
 
 
 def _runs(cols):
@@ -81,6 +92,19 @@ def summarize(results, *, rel_target=0.01):
     return rows
 
 
+#: Columns of the summary as CSV: one value per cell (``inf``: never reached).
+SUMMARY_COLUMNS = ("dataset", "scheme", "label", "n_seeds", "n_reached",
+                   "median_time_to_target", "median_time_to_target_reached",
+                   "median_final_excess", "median_forward_time", "median_backward_time",
+                   "median_total_time", "rel_target")
+
+
+def summary_rows(rows, *, rel_target=0.01):
+    """:func:`summarize`'s rows as CSV records (numbers only; ``inf`` for never)."""
+    return [{**{k: r[k] for k in SUMMARY_COLUMNS if k in r}, "rel_target": rel_target}
+            for r in rows]
+
+
 def format_summary(rows, *, rel_target=0.01) -> str:
     """A Markdown table of :func:`summarize`'s rows."""
     pct = f"{100 * rel_target:g}%"
@@ -100,13 +124,106 @@ def format_summary(rows, *, rel_target=0.01) -> str:
     return "\n".join(lines)
 
 
-def plot_convergence(results, path, *, title=None):
-    """Held-out loss minus each seed's best, against wall time: median and 10-90% band.
+#: Scheme families (matched on the scheme's name) and the colour map each draws from.
+_FAMILIES = (
+    ("shine", "Blues"), ("jacobian", "Greens"), ("truncated", "Purples"), ("hoag", "Oranges"),
+    ("cg", "Oranges"), ("grid", "Greys"), ("random", "Greys"), ("sklearn", "Reds"),
+)
+_LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)))
+#: Seeds needed to draw a 10-90% band (with fewer, the band is just the extremes).
+MIN_SEEDS_FOR_BAND = 5
 
-    One panel per dataset (as Fig. 1 of the SHINE paper), log-log. Before its
-    first record a run has no value; a curve is drawn where at least half of
-    the seeds have one. Zero excess (the seed's best run) is drawn at a floor
-    four decades below the panel's largest excess.
+
+def scheme_styles(schemes):
+    """A distinct (colour, line style) for every scheme, for any number of them.
+
+    Schemes of one family (SHINE variants, CG variants, searches, ...) share a
+    hue and differ in shade and line style; schemes of no known family get the
+    colours of ``tab20`` in turn.
+
+    Returns
+    -------
+    styles : dict
+        ``scheme -> (rgba, linestyle)``.
+    """
+    colormaps = _matplotlib().colormaps
+
+    families, other = {}, []
+    for s in schemes:
+        name = s.lower()
+        fam = next((cmap for key, cmap in _FAMILIES if key in name), None)
+        (families.setdefault(fam, []) if fam else other).append(s)
+    styles = {}
+    for cmap, members in families.items():
+        shades = np.linspace(0.9, 0.45, len(members)) if len(members) > 1 else [0.75]
+        for j, (s, shade) in enumerate(zip(members, shades)):
+            styles[s] = (colormaps[cmap](shade), _LINESTYLES[j % len(_LINESTYLES)])
+    tab = colormaps["tab20"]
+    for j, s in enumerate(other):
+        styles[s] = (tab(j % 20), _LINESTYLES[(j // 20) % len(_LINESTYLES)])
+    return styles
+
+
+def _excess_curves(cols, runs, keys, best, grid):
+    """Relative held-out excess ``h / best - 1`` of each run, on a common time grid."""
+    curves = []
+    for key in keys:
+        idx = np.array(runs[key])
+        t = cols["time"][idx]
+        h = cols["heldout_loss"][idx] / best[(key[0], key[2])] - 1.0
+        pos = np.searchsorted(t, grid, side="right") - 1
+        curves.append(np.where(pos >= 0, h[np.maximum(pos, 0)], np.nan))
+    return np.array(curves)
+
+
+def _draw_dataset(ax, cols, runs, best, d, schemes, styles, rel_target):
+    keys = [k for k in runs if k[0] == d]
+    t_all = cols["time"][[i for k in keys for i in runs[k]]]
+    t_all = t_all[t_all > 0]
+    grid = np.geomspace(t_all.min(), t_all.max(), 300)
+    n_seeds = len({k[2] for k in keys})
+    for s in schemes:
+        curves = _excess_curves(cols, runs, [k for k in keys if k[1] == s], best, grid)
+        if not len(curves):
+            continue
+        enough = np.sum(np.isfinite(curves), axis=0) * 2 >= len(curves)
+        if not enough.any():
+            continue
+        with np.errstate(all="ignore"):
+            med = 100 * np.nanmedian(curves[:, enough], axis=0)
+            lo, hi = 100 * np.nanpercentile(curves[:, enough], [10, 90], axis=0)
+        label = cols["label"][runs[next(k for k in keys if k[1] == s)][0]]
+        color, ls = styles[s]
+        ax.plot(grid[enough], med, color=color, ls=ls, label=label, lw=2,
+                drawstyle="steps-post")
+        if len(curves) >= MIN_SEEDS_FOR_BAND:
+            ax.fill_between(grid[enough], lo, hi, color=color, alpha=0.12, step="post", lw=0)
+    ax.axhline(100 * rel_target, color="k", lw=1, ls=":",
+               label=f"target: {100 * rel_target:g}% above the best")
+    ax.set_xscale("log")
+    # symlog: a seed's best run (exactly 0) is drawn at 0, with no floor to fall to.
+    ax.set_yscale("symlog", linthresh=0.1, linscale=0.5)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("wall time (s)")
+    ax.set_ylabel("held-out loss above the seed's best (%)")
+    band = (f"median, 10-90% band over {n_seeds} seeds" if n_seeds >= MIN_SEEDS_FOR_BAND
+            else f"median over {n_seeds} seed{'s' * (n_seeds > 1)}")
+    ax.set_title(f"{d}: {band}", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2 if len(schemes) > 6 else 1)
+
+
+def plot_convergence(results, path, *, title=None, rel_target=0.01):
+    """Held-out loss above each seed's best against wall time: median and 10-90% band.
+
+    One panel per dataset (as Fig. 1 of the SHINE paper). The excess is relative
+    (``100 (h / best - 1)`` percent) on a symmetric-log axis, so that a seed's
+    best run sits at 0; the target of :func:`summarize` is drawn. The band is
+    drawn with at least ``MIN_SEEDS_FOR_BAND`` seeds. Before its first record a
+    run has no value; a curve is drawn where at least half of the seeds have
+    one. Schemes get distinct colours and line styles (:func:`scheme_styles`).
+    Matplotlib's object-oriented API is used: the caller's backend is never
+    switched.
 
     Parameters
     ----------
@@ -114,70 +231,30 @@ def plot_convergence(results, path, *, title=None):
     path : str or Path
         Output image (PNG, PDF, SVG...).
     title : str, default=None
+        Default: the datasets, the number of seeds and what is plotted.
+    rel_target : float, default=0.01
 
     Returns
     -------
     fig : matplotlib.figure.Figure
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Figure = _matplotlib().figure.Figure
 
     cols = results if isinstance(results, dict) else read_results(results)
     best = _best_per_seed(cols)
     runs = _runs(cols)
     datasets = list(dict.fromkeys(cols["dataset"]))
     schemes = list(dict.fromkeys(cols["scheme"]))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(max(8.5, 6.5 * len(datasets)), 5.5),
-                             squeeze=False)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, d in zip(axes[0], datasets):
-        keys = [k for k in runs if k[0] == d]
-        t_all = cols["time"][[i for k in keys for i in runs[k]]]
-        t_all = t_all[t_all > 0]
-        grid = np.geomspace(t_all.min(), t_all.max(), 300)
-        curves_by_scheme = {}
-        for s in schemes:
-            curves = []
-            for key in (k for k in keys if k[1] == s):
-                idx = np.array(runs[key])
-                t, h = cols["time"][idx], cols["heldout_loss"][idx] - best[(d, key[2])]
-                pos = np.searchsorted(t, grid, side="right") - 1
-                curves.append(np.where(pos >= 0, h[np.maximum(pos, 0)], np.nan))
-            if curves:
-                curves_by_scheme[s] = np.array(curves)
-        # Log scale: a seed's best run reaches exactly 0, drawn at a floor
-        # four decades under the largest excess.
-        top = max(np.nanmax(c) for c in curves_by_scheme.values())
-        floor = 1e-4 * top if top > 0 else 1e-12
-        for j, (s, curves) in enumerate(curves_by_scheme.items()):
-            enough = np.sum(np.isfinite(curves), axis=0) * 2 >= len(curves)
-            if not enough.any():
-                continue
-            with np.errstate(all="ignore"):
-                med = np.nanmedian(curves[:, enough], axis=0)
-                lo, hi = np.nanpercentile(curves[:, enough], [10, 90], axis=0)
-            label = cols["label"][runs[next(k for k in keys if k[1] == s)][0]]
-            color = colors[j % len(colors)]
-            ax.plot(grid[enough], np.maximum(med, floor), color=color, label=label, lw=2,
-                    drawstyle="steps-post")
-            ax.fill_between(grid[enough], np.maximum(lo, floor), np.maximum(hi, floor),
-                            color=color, alpha=0.15, step="post")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_ylim(bottom=0.8 * floor)
-        ax.set_xlabel("wall time (s)")
-        ax.set_ylabel("held-out loss - best held-out loss")
-        n_seeds = len({k[2] for k in keys})
-        ax.set_title(f"{d} ({n_seeds} seeds: median, 10-90% band)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
+    styles = scheme_styles(schemes)
+    fig = Figure(figsize=(max(8.5, 7.0 * len(datasets)), 6.0))
+    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
+    for ax, d in zip(axes, datasets):
+        _draw_dataset(ax, cols, runs, best, d, schemes, styles, rel_target)
+    n_seeds = len(set(cols["seed"]))
+    fig.suptitle(title or f"{', '.join(datasets)}: held-out loss against time, "
+                 f"{len(schemes)} schemes, {n_seeds} seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return fig
 
 
@@ -195,12 +272,10 @@ def plot_inversion(results, path, *, title=None):
     -------
     fig : matplotlib.figure.Figure
     """
-    import matplotlib
+    Figure = _matplotlib().figure.Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig = Figure(figsize=(6.5, 5))
+    ax = fig.subplots()
     colors = {"prescribed": "tab:red", "krylov": "tab:blue", "random": "tab:green"}
     markers = {"opa": "o", "no-opa": "x"}
     for key, per in results.items():
@@ -216,5 +291,4 @@ def plot_inversion(results, path, *, title=None):
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return fig

@@ -10,24 +10,30 @@ as ``open()`` would.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["COLUMNS", "atomic_write_csv", "atomic_write_text", "read_results", "read_rows"]
+__all__ = ["COLUMNS", "ALPHA_COLUMNS", "atomic_write_csv", "atomic_write_text", "read_results",
+           "read_rows", "write_run", "read_run"]
 
 COLUMNS = (
     "dataset", "scheme", "label", "seed", "iteration", "time", "alpha", "log_C",
     "validation_loss", "heldout_loss", "forward_time", "backward_time", "inner_iter",
-    "n_hvp", "accepted", "alphas",
+    "n_hvp", "accepted", "n_hyper",
 )
 
-#: Columns that results written before they existed may lack.
-OPTIONAL_COLUMNS = ("alphas",)
+#: The long table of every hyperparameter (one row per iteration and hyperparameter).
+ALPHA_COLUMNS = ("dataset", "scheme", "seed", "iteration", "index", "alpha")
 
-_TEXT_COLUMNS = ("dataset", "scheme", "label", "alphas")
+#: Columns that results written before they existed may lack.
+OPTIONAL_COLUMNS = ("n_hyper", "alphas")
+
+_TEXT_COLUMNS = ("dataset", "scheme", "label")
 
 
 def _umask() -> int:
@@ -92,6 +98,9 @@ def read_results(path):
         raise ValueError(f"{path} is not a benchmark results file (missing {sorted(missing)}).")
     cols = {}
     for c in COLUMNS:
+        if c not in rows[0] and c in OPTIONAL_COLUMNS:
+            cols[c] = np.ones(len(rows)) if c == "n_hyper" else None
+            continue
         vals = [r.get(c, "") for r in rows]
         if c in _TEXT_COLUMNS:
             cols[c] = np.array(vals, dtype=object)
@@ -100,3 +109,54 @@ def read_results(path):
         else:
             cols[c] = np.array([float(v) if v not in ("", "nan") else np.nan for v in vals])
     return cols
+
+
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_run(path, rows, alpha_rows, settings, settings_hash):
+    """Write one finished run: its rows (``path``), its hyperparameters' long table
+    (``path`` with ``.alphas.csv``) and, last, a record (``.json``) of the settings
+    it was made with and of the files' checksums. A run is finished only when
+    :func:`read_run` finds all three consistent."""
+    path = Path(path)
+    alphas = path.with_suffix(".alphas.csv")
+    atomic_write_csv(path, rows)
+    atomic_write_csv(alphas, alpha_rows, ALPHA_COLUMNS)
+    meta = {"settings_hash": settings_hash, "settings": settings, "rows": len(rows),
+            "sha256": _sha256(path), "alphas_sha256": _sha256(alphas)}
+    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=1, default=str))
+
+
+def read_run(path, settings_hash=None):
+    """The rows of a finished run, or why it is not finished.
+
+    Returns
+    -------
+    rows, alpha_rows, reason : list, list, str or None
+        ``reason`` is ``None`` for a finished run made with ``settings_hash``
+        (when given); otherwise it says what is missing, changed or damaged,
+        and the rows are empty.
+    """
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    alphas = path.with_suffix(".alphas.csv")
+    if not meta_path.exists():
+        return [], [], "not run yet" if not path.exists() else "unfinished (no record)"
+    try:
+        meta = json.loads(meta_path.read_text())
+        if _sha256(path) != meta["sha256"] or _sha256(alphas) != meta["alphas_sha256"]:
+            return [], [], "damaged (its files changed since it finished)"
+        rows, alpha_rows = read_rows(path), read_rows(alphas)
+    except (OSError, ValueError, KeyError, csv.Error) as exc:
+        return [], [], f"unreadable ({exc})"
+    if len(rows) != meta.get("rows") or (rows and tuple(rows[0]) != COLUMNS):
+        return [], [], "incomplete"
+    if settings_hash is not None and meta.get("settings_hash") != settings_hash:
+        return [], [], "made with other settings"
+    return rows, alpha_rows, None

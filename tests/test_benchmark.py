@@ -1,3 +1,4 @@
+import csv
 """The benchmark runner on multiclass data: per-class schemes and the scikit-learn baseline."""
 
 import numpy as np
@@ -50,10 +51,10 @@ def test_per_class_hoag_records_every_penalty(digits_split):
                       fit_intercept=True)
     assert len(rows) == 4
     for r in rows:
-        alphas = np.array(r["alphas"].split(), dtype=float)
+        alphas = np.array(r["alphas"], dtype=float)
         assert alphas.shape == (10,)
-        assert r["alpha"] == pytest.approx(alphas.mean(), abs=1e-5)
-    assert rows[0]["alphas"] == " ".join(["0"] * 10)
+        assert r["alpha"] == pytest.approx(alphas.mean(), abs=1e-12)
+    assert rows[0]["alphas"] == [0.0] * 10
     assert rows[-1]["validation_loss"] < rows[0]["validation_loss"]
 
 
@@ -75,8 +76,14 @@ def test_multiclass_config_end_to_end(tmp_path):
     path.write_text(MULTICLASS)
     cols = read_results(run_benchmark(load_config(path), tmp_path / "out"))
     assert set(cols["scheme"]) == {"shine", "shared", "sklearn-cv"}
-    shared = cols["alphas"][cols["scheme"] == "shared"]
-    assert all(len(a.split()) == 1 for a in shared)
+    shared = cols["n_hyper"][cols["scheme"] == "shared"]
+    assert np.all(shared == 1)
     assert len(shared) == 1 and np.sum(cols["scheme"] == "shine") == 1  # max_time honoured
-    assert len(cols["alphas"][cols["scheme"] == "shine"][0].split()) == 10
+    assert cols["n_hyper"][cols["scheme"] == "shine"][0] == 10
+    # The long table holds every penalty, one per row; the mean is the alpha column.
+    with open(tmp_path / "out" / "alphas.csv", newline="") as f:
+        long = [r for r in csv.DictReader(f) if r["scheme"] == "shine"]
+    assert sorted(int(r["index"]) for r in long) == list(range(10))
+    assert np.mean([float(r["alpha"]) for r in long]) == pytest.approx(
+        cols["alpha"][cols["scheme"] == "shine"][0], rel=1e-9)
     assert np.all(np.isfinite(cols["heldout_loss"]))
