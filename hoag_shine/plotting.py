@@ -17,6 +17,7 @@ def _matplotlib():
         import matplotlib.figure  # noqa: F401
     except ImportError:
         raise ImportError("the figures need matplotlib: pip install 'hoag_shine[bench]'") from None
+    import matplotlib.ticker  # noqa: F401
     return matplotlib
 
 
@@ -210,7 +211,7 @@ def _draw_dataset(ax, cols, runs, best, d, schemes, styles, rel_target):
             else f"median over {n_seeds} seed{'s' * (n_seeds > 1)}")
     ax.set_title(f"{d}: {band}", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2 if len(schemes) > 6 else 1)
+    ax.xaxis.set_minor_formatter(_matplotlib().ticker.NullFormatter())
 
 
 def plot_convergence(results, path, *, title=None, rel_target=0.01):
@@ -246,14 +247,19 @@ def plot_convergence(results, path, *, title=None, rel_target=0.01):
     datasets = list(dict.fromkeys(cols["dataset"]))
     schemes = list(dict.fromkeys(cols["scheme"]))
     styles = scheme_styles(schemes)
-    fig = Figure(figsize=(max(8.5, 7.0 * len(datasets)), 6.0))
+    ncol = min(len(schemes) + 1, 4)
+    n_rows = -(-(len(schemes) + 1) // ncol)  # legend rows below the panels
+    fig = Figure(figsize=(max(8.5, 7.0 * len(datasets)), 5.2 + 0.25 * n_rows))
     axes = fig.subplots(1, len(datasets), squeeze=False)[0]
     for ax, d in zip(axes, datasets):
         _draw_dataset(ax, cols, runs, best, d, schemes, styles, rel_target)
     n_seeds = len(set(cols["seed"]))
     fig.suptitle(title or f"{', '.join(datasets)}: held-out loss against time, "
                  f"{len(schemes)} schemes, {n_seeds} seeds")
-    fig.tight_layout()
+    # One legend for all panels, below them: it hides no curve.
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.055 * n_rows, 1, 1))
     fig.savefig(path, dpi=120)
     return fig
 
