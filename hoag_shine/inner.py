@@ -46,6 +46,53 @@ def _warn_iteration_cap(max_iter, gnorm, tol):
     )
 
 
+class _Diag:
+    """A positive diagonal ``D`` made of a constant head and a short tail (the
+    penalised coefficients, then e.g. intercepts): ``v . D v`` and ``v . D^-1 v``
+    follow from ``v . v`` and the tail alone, without a pass over the vector."""
+
+    def __init__(self, diag):
+        diag = np.asarray(diag, dtype=np.float64)
+        n = diag.size
+        k = n
+        while k > 0 and diag[k - 1] != diag[0]:
+            k -= 1
+        self.full = diag if n - k > max(64, n // 100) else None  # no structure: full passes
+        self.k, self.head, self.tail = k, float(diag[0]), diag[k:].copy()
+        self.array = diag
+
+    def quad(self, v, vv):
+        """``v . D v`` given ``vv = v . v``."""
+        if self.full is not None:
+            return float(v @ (self.full * v))
+        t = v[self.k:]
+        return self.head * self._head_sq(v, vv, t) + float(t @ (self.tail * t))
+
+    def quad_inv(self, v, vv):
+        """``v . D^-1 v`` given ``vv = v . v``."""
+        if self.full is not None:
+            return float(v @ (v / self.full))
+        t = v[self.k:]
+        return self._head_sq(v, vv, t) / self.head + float(t @ (t / self.tail))
+
+    def _head_sq(self, v, vv, t):
+        """``v[:k] . v[:k]`` from ``vv``, or summed again when the tail holds most of
+        ``vv`` (the difference would lose its digits)."""
+        tt = float(t @ t)
+        if tt <= 0.5 * vv:
+            return vv - tt
+        head = v[: self.k]
+        return float(head @ head)
+
+    def scale(self, q, factor):
+        """``q *= factor * D`` in place."""
+        if self.full is not None:
+            q *= factor * self.full
+        else:
+            q[: self.k] *= factor * self.head
+            q[self.k:] *= factor * self.tail
+
+
 class LbfgsMemory:
     """Curvature pairs of an L-BFGS run, oldest first.
 
@@ -74,11 +121,14 @@ class LbfgsMemory:
             raise ValueError(f"maxlen (the L-BFGS memory size) must be >= 1, got {maxlen}.")
         self.maxlen = int(maxlen)
         self.n_params = n_params
+        if isinstance(diag, _Diag):
+            diag = diag.array
         if diag is not None:
             diag = np.asarray(diag, dtype=np.float64)
             if diag.size and np.all(diag == diag.flat[0]):
                 diag = None  # a constant diagonal: gamma alone does the scaling
         self.diag = diag
+        self._diag = None if diag is None else _Diag(diag)
         self._pairs: deque = deque(maxlen=self.maxlen)
         self.n_skipped = 0
 
@@ -122,10 +172,10 @@ class LbfgsMemory:
         # test does not depend on the scale of the data; L-BFGS-B's s.y > eps y.y does).
         if ss is None:
             ss = float(s @ s)
-        if self.diag is None:
+        if self._diag is None:
             s_norm2, y_norm2 = ss, yy
         else:  # the cosine in the metric of the diagonal guess (scale-free per coordinate)
-            s_norm2, y_norm2 = float(s @ (s / self.diag)), float(y @ (self.diag * y))
+            s_norm2, y_norm2 = self._diag.quad_inv(s, ss), self._diag.quad(y, yy)
         if (not (np.isfinite(sy) and np.isfinite(y_norm2) and np.isfinite(s_norm2)) or sy <= 0
                 or sy <= _EPS * np.sqrt(s_norm2) * np.sqrt(y_norm2)):
             self.n_skipped += 1
@@ -136,7 +186,8 @@ class LbfgsMemory:
 
     def copy(self) -> "LbfgsMemory":
         """A copy whose pair list is its own (the arrays are shared, never modified)."""
-        new = LbfgsMemory(self.maxlen, self.n_params, self.diag)
+        new = LbfgsMemory(self.maxlen, self.n_params)
+        new.diag, new._diag = self.diag, self._diag
         new._pairs = deque(self._pairs, maxlen=self.maxlen)
         new.n_skipped = self.n_skipped
         return new
@@ -182,8 +233,8 @@ class LbfgsMemory:
         if not self._pairs:
             return 1.0
         _, y, rho, yy, _ = self._pairs[-1]
-        if self.diag is not None:
-            yy = float(y @ (self.diag * y))
+        if self._diag is not None:
+            yy = self._diag.quad(y, yy)
         return 1.0 / (rho * yy)
 
     def inv_hvp(self, v, h0: float | None = None) -> np.ndarray:
@@ -210,10 +261,10 @@ class LbfgsMemory:
             q = daxpy(y, q, a=-a[i])  # in place: q -= a_i y
         if h0 is not None:
             q *= h0
+        elif self._diag is not None:
+            self._diag.scale(q, self.gamma())
         else:
             q *= self.gamma()
-            if self.diag is not None:
-                q *= self.diag
         for i, (s, y, rho, _, _) in enumerate(self._pairs):
             b = rho * float(y @ q)
             q = daxpy(s, q, a=a[i] - b)
@@ -566,7 +617,7 @@ def minimize_lbfgs_numpy(
             n_opa, nfev = n_opa + added, nfev + n_eval
         d, t0 = _direction(memory, g, gnorm, h0)
         if not float(g @ d) < 0:  # not a descent direction: restart from the gradient
-            memory = LbfgsMemory(memory.maxlen, memory.n_params, memory.diag)
+            memory = LbfgsMemory(memory.maxlen, memory.n_params, memory.diag)  # (restart)
             d, t0 = _direction(memory, g, gnorm, h0)
         t, x_new, f_new, g_new, n_eval = _wolfe_line_search(fun_grad, x, d, f, g, t0)
         nfev += n_eval
