@@ -108,8 +108,10 @@ default="exponential"
     max_time : float or None, default=None
         Wall-clock budget of the outer loop, in seconds.
     n_jobs : int or None, default=None
-        Folds solved in parallel (joblib; ``None`` follows
-        ``joblib.parallel_config``).
+        Folds solved in parallel, with a joblib backend chosen by
+        ``joblib.parallel_config`` (e.g. ``backend="threading"``); with joblib's
+        default the folds run in this thread, which measured faster (see
+        :class:`~hoag_shine.HoagOptions`).
     cv : int, cross-validation generator, iterable or "holdout", default=None
         ``None``: 5 folds, stratified for a classifier (as in
         ``LogisticRegressionCV``). An int: that many folds (stratified for a

@@ -202,3 +202,27 @@ def test_multi_output_ridge_matches_closed_forms(per_target):
         np.testing.assert_allclose(reg.coef_[t], ref.coef_, rtol=1e-6, atol=1e-9)
     assert reg.coef_.shape == (2, 30) and reg.predict(X).shape == (120, 2)
     assert reg.intercept_.shape == (2,)
+
+
+def test_n_jobs_threads_only_with_a_chosen_backend(monkeypatch):
+    import joblib
+
+    import hoag_shine.outer.folds as folds
+
+    made = []
+    real = folds.Parallel
+
+    def spy(*args, **kwargs):
+        made.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(folds, "Parallel", spy)
+    X, y = make_classification_data(120, 4, seed=1)
+    ShineLogisticRegressionCV(cv=3, n_jobs=2).fit(X, y)
+    assert made == []  # joblib's default backend: the folds run in this thread
+    with joblib.parallel_config(backend="sequential"):
+        ShineLogisticRegressionCV(cv=3, n_jobs=2).fit(X, y)
+    assert made == []  # sequential: no pool
+    with joblib.parallel_config(backend="threading", n_jobs=2):
+        ShineLogisticRegressionCV(cv=3).fit(X, y)
+    assert made == [{"n_jobs": 2}]  # one pool for the whole fit

@@ -1,4 +1,6 @@
 import functools
+
+import joblib
 import warnings
 
 import numpy as np
@@ -122,7 +124,8 @@ def test_dataframe_feature_names():
 def test_kfold_parallel_equals_serial():
     X, y = make_classification_data(240, 10, seed=3, noise=1.5)
     a = ShineLogisticRegressionCV(cv=3, n_jobs=1, C0=1e-3).fit(X, y)
-    b = ShineLogisticRegressionCV(cv=3, n_jobs=2, C0=1e-3).fit(X, y)
+    with joblib.parallel_config(backend="threading"):  # folds in two threads
+        b = ShineLogisticRegressionCV(cv=3, n_jobs=2, C0=1e-3).fit(X, y)
     assert a.alpha_ == b.alpha_
     np.testing.assert_array_equal(a.coef_, b.coef_)
     # From a far too strong penalty, the outer loop made progress.

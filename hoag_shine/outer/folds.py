@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
+from joblib.parallel import LokyBackend, get_active_backend
 
 from ..hypergrad import ShineRefine, TruncatedCG, compute_hypergradient
 from ..inner import minimize_lbfgs, minimize_lbfgs_numpy
@@ -98,12 +99,12 @@ class Fold:
 
 
 class FoldSet:
-    """The folds of one outer loop, solved together (in parallel when asked).
+    """The folds of one outer loop, solved together.
 
-    A context manager: one joblib pool serves the whole loop (``n_jobs``
-    follows ``joblib.parallel_config`` when ``None``, and threads are preferred
-    since the folds share their data); with one fold or one job the folds run
-    in this thread.
+    A context manager. The folds run in this thread, unless a joblib backend is
+    chosen with ``joblib.parallel_config`` (e.g. ``backend="threading"``) and
+    ``n_jobs`` (or the configuration's) asks for more than one job: then one
+    pool of that backend serves the whole loop.
     """
 
     def __init__(self, problems, alpha, x0, options):
@@ -115,8 +116,13 @@ class FoldSet:
             raise ValueError(f"x0 must give one starting point per problem ({len(problems)}).")
         self.folds = [Fold(p, alpha, x, options) for p, x in zip(problems, x0)]
         n_jobs = effective_n_jobs(options.n_jobs) if len(problems) > 1 else 1
-        self._parallel = (Parallel(n_jobs=min(n_jobs, len(problems)), prefer="threads")
-                          if n_jobs > 1 else None)
+        # Only a backend chosen with joblib.parallel_config runs the folds apart: with
+        # joblib's default, threads measured slower than this thread on every problem
+        # tried (benchmarks/n_jobs.py), and processes would ship each fold's L-BFGS
+        # memory at every outer step.
+        chosen = not isinstance(get_active_backend()[0], LokyBackend)
+        self._parallel = (Parallel(n_jobs=min(n_jobs, len(problems)))
+                          if n_jobs > 1 and chosen else None)
 
     def __enter__(self):
         if self._parallel is not None:
