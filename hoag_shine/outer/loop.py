@@ -179,9 +179,10 @@ def _verify_step_stop(stop, folds, steps, stopping, opts):
     hypergradient is computed again by conjugate gradient (warm-started at
     SHINE's vector) to the stop's inner tolerance, and the curvature by the
     same refined hypergradient at a point ``10 tol`` away. When the Newton step
-    they give still moves ``alpha`` by more than ``tol``, the search goes on
-    with them, and every later backward vector is refined by conjugate gradient
-    (:meth:`~hoag_shine.outer.folds.FoldSet.end_game`).
+    they give still moves ``alpha`` by more than ``tol`` and (unless
+    ``value_tol`` is 0) promises a decrease of more than ``value_tol``, the
+    search goes on with them, and every later backward vector is refined by
+    conjugate gradient (:meth:`~hoag_shine.outer.folds.FoldSet.end_game`).
     """
     strategy = opts.strategy
     if "step on alpha" not in stop or strategy.uses_hessp or not strategy.approximates_inverse:
@@ -204,8 +205,15 @@ def _verify_step_stop(stop, folds, steps, stopping, opts):
     base["grad"] = grad
     if curv > 0 and np.isfinite(curv):
         steps.L = curv
-    move = np.max(np.abs(steps.next_alpha() - base["alpha"]))
+    trial = steps.next_alpha()
+    move = np.max(np.abs(trial - base["alpha"]))
     if move <= opts.tol:
+        return False
+    # A step that still matters for the model: unless value_tol is off, it must also
+    # promise more than value_tol of the outer value (what the value tests ask).
+    d = trial - base["alpha"]
+    promised = -(float(grad @ d) + 0.5 * steps.L * float(d @ d))
+    if opts.value_tol > 0 and promised <= opts.value_tol * abs(base["value"]):
         return False
     folds.end_game()  # SHINE's step was its own error: refine from now on
     return True
