@@ -198,7 +198,10 @@ def _draw_dataset(ax, cols, runs, best, d, schemes, styles, rel_target):
         ax.plot(grid[enough], med, color=color, ls=ls, label=label, lw=2,
                 drawstyle="steps-post")
         if len(curves) >= MIN_SEEDS_FOR_BAND:
-            ax.fill_between(grid[enough], lo, hi, color=color, alpha=0.12, step="post", lw=0)
+            # Fainter bands the more schemes share the panel: a few stay readable,
+            # eleven would otherwise smear into one grey.
+            ax.fill_between(grid[enough], lo, hi, color=color, alpha=min(0.15, 0.5 / len(schemes)),
+                            step="post", lw=0)
     ax.axhline(100 * rel_target, color="k", lw=1, ls=":",
                label=f"target: {100 * rel_target:g}% above the best")
     ax.set_xscale("log")

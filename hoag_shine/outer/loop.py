@@ -125,8 +125,11 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
                                            steps.predicted_decrease(trial))
             if tighten:
                 steps.refresh, trial = True, steps.base["alpha"]
-            elif stop is not None and _verify_step_stop(stop, folds, steps, stopping, opts):
-                stop, trial = None, steps.next_alpha()
+            elif stop is not None:
+                t_check = time.perf_counter()
+                if _verify_step_stop(stop, folds, steps, stopping, opts):
+                    stop, trial = None, steps.next_alpha()
+                clock += time.perf_counter() - t_check  # the check is part of the fit
             if stop is not None:
                 status, message = 0, stop
                 break
