@@ -285,9 +285,20 @@ class BilevelProblem:
     def curvature_diagonal(self) -> np.ndarray:
         """Diagonal of the data term's Hessian at ``initial_x``, shape (n_params,).
 
-        The default spreads :meth:`curvature_scale` evenly over the coordinates;
-        problems override it with the exact diagonal (Jacobi).
+        It depends on the training data only: computed once (by
+        :meth:`_curvature_diagonal`) and kept, read-only. The start, the inner
+        tolerances' scale and the metric of every fold and refit ask for it.
         """
+        cached = getattr(self, "_curvature_diagonal_cache", None)
+        if cached is None:
+            cached = np.asarray(self._curvature_diagonal(), dtype=np.float64)
+            cached.flags.writeable = False
+            self._curvature_diagonal_cache = cached
+        return cached
+
+    def _curvature_diagonal(self) -> np.ndarray:
+        """The diagonal itself. The default spreads :meth:`curvature_scale` evenly
+        over the coordinates; problems override it with the exact diagonal (Jacobi)."""
         return np.full(self.n_params, self.curvature_scale())
 
     def inverse_hessian_guess(self, alpha) -> np.ndarray:
@@ -306,7 +317,7 @@ class BilevelProblem:
         -------
         h0 : ndarray of shape (n_params,)
         """
-        diag = self.curvature_diagonal()
+        diag = self.curvature_diagonal().copy()
         n_pen = self.penalty.n_penalised
         diag[:n_pen] = self.curvature_scale()
         diag = diag + self.penalty_weights(alpha)
@@ -445,7 +456,7 @@ class LinearModelProblem(BilevelProblem):
     def curvature_scale(self) -> float:
         return float(np.mean(self.curvature_diagonal()[: self.n_features]))
 
-    def curvature_diagonal(self) -> np.ndarray:
+    def _curvature_diagonal(self) -> np.ndarray:
         """Diagonal of the data term's Hessian at ``initial_x``: ``sum_i d_i (x_ij -
         offset_j)^2`` per feature, ``sum_i d_i`` for the intercept (``d_i`` the
         samples' weighted loss curvatures)."""

@@ -94,7 +94,7 @@ class MultinomialLogisticProblem(BilevelProblem):
         """Mean diagonal of the cross-entropy's Hessian at zero over the weights."""
         return float(np.mean(self.curvature_diagonal()[: self.n_features * self.n_classes]))
 
-    def curvature_diagonal(self) -> np.ndarray:
+    def _curvature_diagonal(self) -> np.ndarray:
         """Diagonal of the cross-entropy's Hessian at zero (uniform probabilities):
         ``(1/K)(1 - 1/K) sum_i w_i x_ij^2`` for each ``W[j, k]``, ``(1/K)(1 - 1/K)
         sum_i w_i`` for each intercept."""
