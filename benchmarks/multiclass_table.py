@@ -20,7 +20,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cols = read_results(args.results)
     keep = cols["dataset"] == args.dataset
-    cols = {k: v[keep] for k, v in cols.items() if v is not None}
+    cols = {k: v[keep] for k, v in cols.items()}
     final = {}
     for i, key in enumerate(zip(cols["scheme"], cols["seed"])):
         final[key] = i  # the last row of each run

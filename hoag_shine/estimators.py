@@ -192,12 +192,10 @@ class _HoagCV(BaseEstimator):
         groups = self.penalty_groups
         if groups is None:
             return
-        if np.ndim(groups) != 1 or len(groups) != n_features:
-            raise ValueError(
-                f"penalty_groups must give one group per feature ({n_features}), got "
-                f"{groups!r}." if np.ndim(groups) != 1 else
-                f"penalty_groups must give one group per feature ({n_features}), "
-                f"got {len(groups)}.")
+        got = len(groups) if np.ndim(groups) == 1 else repr(groups)
+        if got != n_features:
+            raise ValueError(f"penalty_groups must give one group per feature ({n_features}), "
+                             f"got {got}.")
 
     def _log_bounds(self):
         """Bounds of the log-penalty, lower first."""

@@ -30,8 +30,8 @@ COLUMNS = (
 #: The long table of every hyperparameter (one row per iteration and hyperparameter).
 ALPHA_COLUMNS = ("dataset", "scheme", "seed", "iteration", "index", "alpha")
 
-#: Columns that results written before they existed may lack.
-OPTIONAL_COLUMNS = ("n_hyper", "alphas")
+#: Columns that results written before they existed may lack (read as 1).
+OPTIONAL_COLUMNS = ("n_hyper",)
 
 _TEXT_COLUMNS = ("dataset", "scheme", "label")
 
@@ -98,8 +98,8 @@ def read_results(path):
         raise ValueError(f"{path} is not a benchmark results file (missing {sorted(missing)}).")
     cols = {}
     for c in COLUMNS:
-        if c not in rows[0] and c in OPTIONAL_COLUMNS:
-            cols[c] = np.ones(len(rows)) if c == "n_hyper" else None
+        if c not in rows[0]:  # an optional column (checked above): one hyperparameter
+            cols[c] = np.ones(len(rows))
             continue
         vals = [r.get(c, "") for r in rows]
         if c in _TEXT_COLUMNS:

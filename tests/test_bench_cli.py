@@ -1,9 +1,7 @@
 """The benchmark command as a user meets it: validated configs, honest resume, file modes,
 figures, backends."""
 
-import csv
 import os
-import re
 import stat
 
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 from hoag_shine.cli import main
 from hoag_shine.plotting import plot_convergence, scheme_styles
 from hoag_shine.results import read_results
-from test_cli import TINY
+from test_cli import TINY, _fails
 
 SMALL = TINY.replace('schemes = ["shine", "cg", "grid", "random", "sklearn-cv"]',
                      'schemes = ["shine", "grid"]').replace("n_samples = 600", "n_samples = 300")
@@ -28,16 +26,6 @@ def small(tmp_path):
 def _run(capsys, argv):
     main(argv)
     return capsys.readouterr()
-
-
-def _fails(capsys, argv, match):
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    assert exc.value.code not in (0, None)
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert re.search(match, err), err
-    return err
 
 
 @pytest.mark.parametrize("edit,match", [

@@ -1,14 +1,11 @@
 """ShineLogisticRegressionCV / ShineRidgeCV as drop-ins: weights, routing, CV defaults,
 scores, several targets."""
 
-import warnings
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import sklearn
 from scipy.optimize import brentq
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import (GroupKFold, KFold, PredefinedSplit, StratifiedKFold,
                                      cross_validate)

@@ -191,7 +191,7 @@ def _verify_step_stop(stop, folds, steps, stopping, opts):
     if "step on alpha" not in stop or strategy.uses_hessp or not strategy.approximates_inverse:
         return False
     base = steps.base
-    eps = min(stopping.gate(stop), base["eps"])
+    eps = min(stopping.gate(), base["eps"])
     grad, _ = folds.refine(base["alpha"], eps)
     gnorm = float(np.linalg.norm(grad))
     if gnorm == 0:
@@ -214,9 +214,8 @@ def _verify_step_stop(stop, folds, steps, stopping, opts):
         return False
     # A step that still matters for the model: unless value_tol is off, it must also
     # promise more than value_tol of the outer value (what the value tests ask).
-    d = trial - base["alpha"]
-    promised = -(float(grad @ d) + 0.5 * steps.L * float(d @ d))
-    if opts.value_tol > 0 and promised <= opts.value_tol * abs(base["value"]):
+    if opts.value_tol > 0 and steps.model_decrease(trial) <= opts.value_tol * abs(
+            base["value"]):
         return False
     folds.end_game()  # SHINE's step was its own error: refine from now on
     return True

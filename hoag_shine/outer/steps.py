@@ -100,14 +100,18 @@ class StepRule:
             self.L = float(np.max(np.abs(base["grad"]))) / self.options.max_step or 1.0
         return np.clip(base["alpha"] - base["grad"] / self.L, self.lower, self.upper)
 
-    def predicted_decrease(self, alpha):
+    def model_decrease(self, alpha):
         """Decrease of the outer value that the step to ``alpha`` promises on the
-        quadratic model ``grad . d + L ||d||^2 / 2``; ``None`` until ``L`` is a
-        secant curvature (two accepted moves)."""
-        if self.last_move is None or self.refresh or self.step is None:
-            return None
+        quadratic model ``grad . d + L ||d||^2 / 2`` around the accepted point."""
         d = alpha - self.base["alpha"]
         return -(float(self.base["grad"] @ d) + 0.5 * self.L * float(d @ d))
+
+    def predicted_decrease(self, alpha):
+        """:meth:`model_decrease`, or ``None`` until ``L`` is a secant curvature (two
+        accepted moves) of a new accepted point."""
+        if self.last_move is None or self.refresh or self.step is None:
+            return None
+        return self.model_decrease(alpha)
 
     def at_bound(self):
         """Which coordinates of the accepted point stand at a bound the hypergradient

@@ -77,7 +77,7 @@ class StoppingRule:
         if stop is None and self.n_flat >= 2:
             stop = (f"converged: at the last two points the next step would decrease the "
                     f"outer value by at most value_tol={opts.value_tol} (relative)")
-        gate = None if stop is None else self.gate(stop)
+        gate = self.gate()
         if stop is not None and base["eps"] > gate:
             # Too early to trust: tighten the schedule and solve the point again.
             jump = next((j for j in range(self.k_eps, self.k_eps + 100_000)
@@ -89,7 +89,7 @@ class StoppingRule:
                 return None, True
         return stop, False
 
-    def gate(self, stop: str) -> float:
+    def gate(self) -> float:
         """The inner tolerance a stop must have been reached at to count: ``stop_eps``
         (``None``: any)."""
         return 1.0 if self.options.stop_eps is None else self.options.stop_eps

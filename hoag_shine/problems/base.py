@@ -107,9 +107,6 @@ def check_sample_weight(w, n_samples: int, name: str = "sample_weight"):
     return w
 
 
-_check_weight = check_sample_weight
-
-
 def _weighted_sum(values, w) -> float:
     return float(values.sum()) if w is None else float(w @ values)
 
@@ -254,6 +251,12 @@ class BilevelProblem:
     def initial_x(self) -> np.ndarray:
         """A default starting point of the inner solver (zeros)."""
         return np.zeros(self.n_params)
+
+    def _set_weights(self, sample_weight, sample_weight_val):
+        """Check and keep the training and validation samples' weights."""
+        self.sample_weight = check_sample_weight(sample_weight, self.X_train.shape[0])
+        self.sample_weight_val = check_sample_weight(sample_weight_val, self.X_val.shape[0],
+                                                     "sample_weight_val")
 
     def check_X(self, X, name: str = "X"):
         """Validate a design matrix against the problem's features (2-d, finite, float64)."""
@@ -441,9 +444,7 @@ class LinearModelProblem(BilevelProblem):
         self.penalty = L2Penalty(n_features, self.n_params, penalty_groups)
         self.n_hyper = self.penalty.n_groups
         self._XT_train = _transpose(self.X_train)
-        self.sample_weight = _check_weight(sample_weight, self.X_train.shape[0], "sample_weight")
-        self.sample_weight_val = _check_weight(sample_weight_val, self.X_val.shape[0],
-                                               "sample_weight_val")
+        self._set_weights(sample_weight, sample_weight_val)
         self.feature_offset = None
         if feature_offset is not None:
             offset = np.asarray(feature_offset, dtype=np.float64).ravel()
@@ -517,7 +518,7 @@ class LinearModelProblem(BilevelProblem):
         """Unregularised loss (a weighted sum over rows) of the model ``x`` on ``(X, y)``."""
         X = _check_X(X, "X", n_features=self.n_features)
         b = self._encode_target(y, "y")
-        w = _check_weight(sample_weight, X.shape[0], "sample_weight")
+        w = check_sample_weight(sample_weight, X.shape[0])
         return _weighted_sum(self._sample_loss(self.decision_function(x, X), b)[0], w)
 
     def inner_value_grad(self, x, alpha):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp, softmax
 
-from .base import (BilevelProblem, L2Penalty, _check_labels, _check_target, _check_weight,
+from .base import (BilevelProblem, L2Penalty, _check_labels, _check_target, check_sample_weight,
                    _check_X, _transpose, _weighted_sum)
 
 __all__ = ["MultinomialLogisticProblem"]
@@ -81,9 +81,7 @@ class MultinomialLogisticProblem(BilevelProblem):
         self.n_hyper = self.penalty.n_groups
         self.y_train = self.encode(y_train, "y_train")
         self.y_val = self.encode(y_val, "y_val")
-        self.sample_weight = _check_weight(sample_weight, self.X_train.shape[0], "sample_weight")
-        self.sample_weight_val = _check_weight(sample_weight_val, self.X_val.shape[0],
-                                               "sample_weight_val")
+        self._set_weights(sample_weight, sample_weight_val)
 
     def encode(self, y, name="y") -> np.ndarray:
         """Class indices (positions in ``classes_``)."""
@@ -156,7 +154,7 @@ class MultinomialLogisticProblem(BilevelProblem):
         """Cross-entropy (a weighted sum over rows) of ``x`` on ``(X, y)``."""
         X = _check_X(X, "X", n_features=self.n_features)
         yi = self.encode(np.asarray(y))
-        w = _check_weight(sample_weight, X.shape[0], "sample_weight")
+        w = check_sample_weight(sample_weight, X.shape[0])
         Z = self.decision_function(x, X)
         return _weighted_sum(logsumexp(Z, axis=1) - Z[np.arange(len(yi)), yi], w)
 
