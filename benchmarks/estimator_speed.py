@@ -55,15 +55,16 @@ def _predefined(y, seed):
     return PredefinedSplit(fold)
 
 
-def _estimator(row, y_train, seed, C_split):
+def _estimator(row, y_train, seed, C_split, params=None):
+    params = params or {}
     if row == "shine-split":
-        return ShineLogisticRegressionCV(cv=_predefined(y_train, seed))
+        return ShineLogisticRegressionCV(cv=_predefined(y_train, seed), **params)
     if row == "shine-cv5":
-        return ShineLogisticRegressionCV(cv=5)
+        return ShineLogisticRegressionCV(cv=5, **params)
     if row == "shine-cg":
-        return ShineLogisticRegressionCV(cv=5, hypergradient="cg")
+        return ShineLogisticRegressionCV(cv=5, hypergradient="cg", **params)
     if row == "shine-per-class":
-        return ShineLogisticRegressionCV(cv=5, multi_class_C="per-class")
+        return ShineLogisticRegressionCV(cv=5, multi_class_C="per-class", **params)
     if row == "lrcv":
         return LogisticRegressionCV(cv=5, scoring="neg_log_loss")
     if row == "lr-at-C":
@@ -97,7 +98,7 @@ def _fit_and_score(est, data, queue, repeat=1):
     queue.put(out)
 
 
-def run(dataset, seed, rows, data_home=None, test_size=0.2, repeat=1):
+def run(dataset, seed, rows, data_home=None, test_size=0.2, repeat=1, params=None):
     X, y = load_dataset(dataset, data_home=data_home)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, random_state=seed,
                                               stratify=y)
@@ -105,7 +106,7 @@ def run(dataset, seed, rows, data_home=None, test_size=0.2, repeat=1):
     ctx = mp.get_context("fork")
     results, C_split = {}, None
     for row in rows:
-        est = _estimator(row, y_tr, seed, C_split)
+        est = _estimator(row, y_tr, seed, C_split, params)
         queue = ctx.Queue()
         proc = ctx.Process(target=_fit_and_score, args=(est, data, queue, repeat))
         proc.start()
@@ -116,7 +117,8 @@ def run(dataset, seed, rows, data_home=None, test_size=0.2, repeat=1):
             C_split = out["C"][0] if len(out["C"]) == 1 else None
         print(f"{row}: {out['time']:.2f} s, C_ {np.round(out['C'], 4).tolist()}, test log-loss "
               f"{out['log_loss']:.4f}, accuracy {out['accuracy']:.4f}, peak "
-              f"{out['peak_mb']:.0f} MB", file=sys.stderr, flush=True)
+              f"{out['peak_mb']:.0f} MB, outer loop {out.get('outer_time', 0):.1f} s, "
+              f"{out.get('inner_iter', 0)} inner iterations", file=sys.stderr, flush=True)
     return results
 
 
@@ -151,11 +153,15 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=1,
                         help="fits timed per row (median, after one warm-up fit when > 1): "
                         "for the small datasets, whose fits take milliseconds")
+    parser.add_argument("--params", type=json.loads, default=None,
+                        help="JSON object of extra ShineLogisticRegressionCV parameters for "
+                        "the shine rows, e.g. '{\"maxcor\": 10}'")
     parser.add_argument("--data-home")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     rows = [r for r in args.rows.split(",") if r]
-    results = run(args.dataset, args.seed, rows, args.data_home, args.test_size, args.repeat)
+    results = run(args.dataset, args.seed, rows, args.data_home, args.test_size, args.repeat,
+                  args.params)
     print(format_table(args.dataset, args.seed, results, args.test_size))
     if args.json:
         with open(args.json, "w") as f:

@@ -103,6 +103,10 @@ default="exponential"
         accepted move.
     warm_memory : bool, default=True
         Carry the exactly shifted L-BFGS pairs across outer iterations.
+    pairs_memory_mb : float, default=1024
+        Memory, in MB, the L-BFGS pairs of all folds may take together (the
+        refit's too). Above it they are stored in single precision, and folds
+        at rest keep only their newest pairs (see ``HoagOptions``).
     inner_solver : {"numpy", "scipy"}, default="numpy"
         The project's L-BFGS (starts from the carried pairs) or SciPy's L-BFGS-B.
     max_time : float or None, default=None
@@ -309,7 +313,8 @@ class _HoagCV(BaseEstimator):
 
     def _final_fit(self, problem, x0, alpha):
         res = fit_inner(problem, alpha, tol=self.final_tol, x0=x0, maxcor=self.maxcor,
-                        max_iter=max(10 * self.max_inner_iter, 1000), solver="numpy")
+                        max_iter=max(10 * self.max_inner_iter, 1000), solver="numpy",
+                        pairs_memory_mb=self.pairs_memory_mb)
         if problem.n_params * problem.X_train.shape[0] <= _POLISH_MAX_SIZE:
             # Small problems: Newton steps to machine precision, so that the model
             # does not depend on the solver's path (order of the samples, weights
@@ -439,6 +444,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         max_step=_D.max_step,
         max_step_ratio=_D.max_step_ratio,
         warm_memory=_D.warm_memory,
+        pairs_memory_mb=_D.pairs_memory_mb,
         inner_solver=_D.inner_solver,
         max_time=_D.max_time,
         n_jobs=_D.n_jobs,
@@ -474,6 +480,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         self.max_step = max_step
         self.max_step_ratio = max_step_ratio
         self.warm_memory = warm_memory
+        self.pairs_memory_mb = pairs_memory_mb
         self.inner_solver = inner_solver
         self.max_time = max_time
         self.n_jobs = n_jobs
@@ -685,6 +692,7 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         max_step=_D.max_step,
         max_step_ratio=_D.max_step_ratio,
         warm_memory=_D.warm_memory,
+        pairs_memory_mb=_D.pairs_memory_mb,
         inner_solver=_D.inner_solver,
         max_time=_D.max_time,
         n_jobs=_D.n_jobs,
@@ -719,6 +727,7 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         self.max_step = max_step
         self.max_step_ratio = max_step_ratio
         self.warm_memory = warm_memory
+        self.pairs_memory_mb = pairs_memory_mb
         self.inner_solver = inner_solver
         self.max_time = max_time
         self.n_jobs = n_jobs

@@ -16,15 +16,16 @@ from __future__ import annotations
 import time
 import warnings
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
-from scipy.linalg.blas import daxpy
+from scipy.linalg.blas import daxpy, saxpy
 from scipy.optimize import OptimizeResult, minimize
 from scipy.sparse.linalg import LinearOperator, cg
 from sklearn.exceptions import ConvergenceWarning
 
-__all__ = ["InnerResult", "LbfgsMemory", "minimize_lbfgs", "minimize_lbfgs_numpy",
-           "newton_polish"]
+__all__ = ["InnerResult", "LbfgsMemory", "PairPlan", "minimize_lbfgs",
+           "minimize_lbfgs_numpy", "newton_polish", "plan_pairs"]
 
 _EPS = np.finfo(np.float64).eps
 
@@ -84,10 +85,17 @@ class _Diag:
         head = v[: self.k]
         return float(head @ head)
 
-    def scale(self, q, factor):
-        """``q *= factor * D`` in place."""
+    def scale(self, q, factor, inverse=False):
+        """``q *= factor * D`` in place (``q *= factor / D`` with ``inverse``)."""
         if self.full is not None:
-            q *= factor * self.full
+            if inverse:
+                q /= self.full
+                q *= factor
+            else:
+                q *= factor * self.full
+        elif inverse:
+            q[: self.k] *= factor / self.head
+            q[self.k:] *= factor / self.tail
         else:
             q[: self.k] *= factor * self.head
             q[self.k:] *= factor * self.tail
@@ -102,11 +110,16 @@ class LbfgsMemory:
         Number of pairs kept; older pairs are dropped first.
     n_params : int, default=None
         Length of the vectors (checked on :meth:`append` when given).
-
     diag : ndarray of shape (n_params,), default=None
         A diagonal ``D`` whose scaled copy ``gamma * D`` is the initial inverse
         Hessian (a guess of the inverse Hessian's diagonal makes the estimate
         independent of the scale of each coordinate); ``None``: the identity.
+    dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+        Precision in which the pairs are stored. Single precision halves the
+        memory (and the bytes each product reads); the products are then
+        accurate to about ``1e-6`` relative, plenty for a quasi-Newton
+        estimate, and the vectors are stored in the metric of ``D``, each
+        scaled to unit norm, so that no data scale under- or overflows.
 
     Notes
     -----
@@ -114,13 +127,24 @@ class LbfgsMemory:
     matrix ``H0 = gamma * D`` (``gamma = s.y / y.D.y`` of the newest pair) by one
     BFGS update per pair, oldest first; see Nocedal & Wright, *Numerical
     Optimization*, Algorithm 7.4.
+
+    The pairs are kept in the coordinates ``u = D^-1/2 x`` (``s -> D^-1/2 s``,
+    ``y -> D^1/2 y``), where ``H0`` is ``gamma I`` and every product, test and
+    norm is Euclidean; they live in one preallocated ``(maxlen, n_params)``
+    block per kind, written in place (a full memory overwrites its oldest
+    pair; :meth:`shift` updates the pairs in place).
     """
 
-    def __init__(self, maxlen: int, n_params: int | None = None, diag=None):
+    def __init__(self, maxlen: int, n_params: int | None = None, diag=None,
+                 dtype=np.float64):
         if int(maxlen) < 1:
             raise ValueError(f"maxlen (the L-BFGS memory size) must be >= 1, got {maxlen}.")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ValueError(f"dtype must be float64 or float32, got {dtype}.")
         self.maxlen = int(maxlen)
         self.n_params = n_params
+        self.dtype = dtype
         if isinstance(diag, _Diag):
             diag = diag.array
         if diag is not None:
@@ -128,23 +152,55 @@ class LbfgsMemory:
             if diag.size and np.all(diag == diag.flat[0]):
                 diag = None  # a constant diagonal: gamma alone does the scaling
         self.diag = diag
-        self._diag = None if diag is None else _Diag(diag)
-        self._pairs: deque = deque(maxlen=self.maxlen)
+        self._sqrt = None if diag is None else _Diag(np.sqrt(diag))
+        # Slots: one row per pair, allocated when first written; twice maxlen, so that
+        # a trial run can add maxlen pairs without overwriting a checkpoint's.
+        self._S = [None] * (2 * self.maxlen)
+        self._Y = [None] * (2 * self.maxlen)
+        self._order = deque()  # slots of the pairs in use, oldest first
+        self._saved = None  # checkpoint: (slots in use then, their scalars then)
+        self._orig = {}  # checkpoint: the y rows as they were before a shift
+        # Per slot: 1 / s.y, y.y and s.s (in the metric's coordinates), and the norms
+        # the stored vectors were divided by (1 in double precision).
+        self._rho, self._yy, self._ss = (np.zeros(2 * self.maxlen) for _ in range(3))
+        self._ns, self._ny = np.ones(2 * self.maxlen), np.ones(2 * self.maxlen)
         self.n_skipped = 0
 
     def __len__(self) -> int:
-        return len(self._pairs)
+        return len(self._order)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the stored pairs take now."""
+        return sum(r.nbytes for r in self._S + self._Y if r is not None)
+
+    # -- coordinates ---------------------------------------------------------------
+    def _to_metric(self, s, y):
+        """``(D^-1/2 s, D^1/2 y)`` in place (the arrays are the memory's own)."""
+        if self._sqrt is not None:
+            self._sqrt.scale(s, 1.0, inverse=True)
+            self._sqrt.scale(y, 1.0)
+        return s, y
+
+    def _vector(self, store, norms, slot, kind):
+        v = store[slot].astype(np.float64) * norms[slot]
+        if self._sqrt is not None:
+            self._sqrt.scale(v, 1.0, inverse=(kind == "y"))
+        return v
 
     @property
     def s(self) -> np.ndarray:
         """Steps ``s_i``, shape (n_pairs, n_params), oldest first."""
-        return np.array([p[0] for p in self._pairs]).reshape(len(self), -1)
+        rows = [self._vector(self._S, self._ns, i, "s") for i in self._order]
+        return np.array(rows).reshape(len(self), -1)
 
     @property
     def y(self) -> np.ndarray:
         """Gradient differences ``y_i``, shape (n_pairs, n_params), oldest first."""
-        return np.array([p[1] for p in self._pairs]).reshape(len(self), -1)
+        rows = [self._vector(self._Y, self._ny, i, "y") for i in self._order]
+        return np.array(rows).reshape(len(self), -1)
 
+    # -- writing ---------------------------------------------------------------------
     def append(self, s, y) -> bool:
         """Add the pair ``(s, y)`` if its curvature ``s . y`` is positive.
 
@@ -162,33 +218,101 @@ class LbfgsMemory:
         return self._append(s, y)
 
     def _append(self, s, y, ss=None) -> bool:
-        """:meth:`append` for fresh float64 arrays the memory may keep (no copy)."""
-        sy, yy = float(s @ y), float(y @ y)
-        return self._push(s, y, sy, yy, ss)
+        """:meth:`append` for fresh float64 arrays the memory may overwrite."""
+        s, y = self._to_metric(s, y)
+        return self._push(s, y, float(s @ y), float(y @ y), float(s @ s))
 
     def _push(self, s, y, sy, yy, ss) -> bool:
         # Keep the pair only if its curvature is safely positive: s.y > eps ||s|| ||y||
         # (a cosine, in the metric of the memory's diagonal when it has one, so that the
         # test does not depend on the scale of the data; L-BFGS-B's s.y > eps y.y does).
-        if ss is None:
-            ss = float(s @ s)
-        if self._diag is None:
-            s_norm2, y_norm2 = ss, yy
-        else:  # the cosine in the metric of the diagonal guess (scale-free per coordinate)
-            s_norm2, y_norm2 = self._diag.quad_inv(s, ss), self._diag.quad(y, yy)
-        if (not (np.isfinite(sy) and np.isfinite(y_norm2) and np.isfinite(s_norm2)) or sy <= 0
-                or sy <= _EPS * np.sqrt(s_norm2) * np.sqrt(y_norm2)):
+        if (not (np.isfinite(sy) and np.isfinite(yy) and np.isfinite(ss)) or sy <= 0
+                or sy <= _EPS * np.sqrt(ss) * np.sqrt(yy)):
             self.n_skipped += 1
             return False
-        # (s, y, 1 / s.y, y.y, s.s); s.s serves shift().
-        self._pairs.append((s, y, 1.0 / sy, yy, ss))
+        if len(self._order) == self.maxlen:
+            old = self._order.popleft()
+            if self._saved is None or old not in self._saved[0]:
+                self._free(old)
+            elif old in self._orig:  # a checkpoint's pair: only its original is needed
+                self._Y[old] = None
+        busy = set(self._order).union(self._saved[0] if self._saved is not None else ())
+        slot = next(i for i in range(2 * self.maxlen) if i not in busy)
+        self._write(slot, s, y)
+        self._rho[slot], self._yy[slot], self._ss[slot] = 1.0 / sy, yy, ss
+        self._order.append(slot)
+        return True
+
+    def _write(self, slot, s, y):
+        if self.dtype == np.float64:  # the fresh arrays are kept as they are
+            self._S[slot], self._Y[slot] = s, y
+            return
+        ns, ny = float(np.linalg.norm(s)), float(np.linalg.norm(y))
+        for rows, v, norm in ((self._S, s, ns), (self._Y, y, ny)):
+            rows[slot] = np.empty(v.size, dtype=self.dtype)
+            np.multiply(v, 1.0 / norm, out=rows[slot], casting="same_kind")
+        self._ns[slot], self._ny[slot] = ns, ny
+
+    def _free(self, slot):
+        self._S[slot] = self._Y[slot] = None
+
+    def clear(self) -> None:
+        """Drop every pair (a checkpoint is kept: :meth:`rollback` restores it)."""
+        for slot in self._order:
+            if self._saved is None or slot not in self._saved[0]:
+                self._free(slot)
+        self._order.clear()
+
+    def truncate(self, n_pairs: int) -> None:
+        """Keep only the newest ``n_pairs`` pairs; the others' storage is released
+        (and a checkpoint given up)."""
+        self.commit()
+        while len(self._order) > max(int(n_pairs), 0):
+            self._free(self._order.popleft())
+
+    def checkpoint(self) -> None:
+        """Remember the pairs in use, so that :meth:`rollback` can return to them after
+        a trial run (a :meth:`shift`, then appends). Until :meth:`commit` the trial's
+        pairs take other storage, and a shift writes copies of the ``y_i``: up to
+        two and a half times ``maxlen`` pairs are held."""
+        self.commit()
+        scalars = tuple(a.copy() for a in (self._rho, self._yy, self._ss, self._ns, self._ny))
+        self._saved = (list(self._order), scalars)
+
+    def commit(self) -> None:
+        """Keep the trial's pairs; release the checkpoint's that are out of use."""
+        if self._saved is None:
+            return
+        for slot in self._saved[0]:
+            if slot not in self._order:
+                self._free(slot)
+        self._saved, self._orig = None, {}
+
+    def rollback(self) -> bool:
+        """Return to the checkpoint exactly: the trial's pairs dropped, the checkpoint's
+        as they were. Returns whether there was a checkpoint."""
+        if self._saved is None:
+            return False
+        saved, scalars = self._saved
+        for slot in self._order:
+            if slot not in saved:
+                self._free(slot)
+        for slot, y in self._orig.items():
+            self._Y[slot] = y
+        self._rho, self._yy, self._ss, self._ns, self._ny = scalars
+        self._order = deque(saved)
+        self._saved, self._orig = None, {}
         return True
 
     def copy(self) -> "LbfgsMemory":
-        """A copy whose pair list is its own (the arrays are shared, never modified)."""
-        new = LbfgsMemory(self.maxlen, self.n_params)
-        new.diag, new._diag = self.diag, self._diag
-        new._pairs = deque(self._pairs, maxlen=self.maxlen)
+        """An independent copy (its own storage)."""
+        new = LbfgsMemory(self.maxlen, self.n_params, dtype=self.dtype)
+        new.diag, new._sqrt = self.diag, self._sqrt
+        for i in self._order:
+            new._S[i], new._Y[i] = self._S[i].copy(), self._Y[i].copy()
+        new._order = deque(self._order)
+        for name in ("_rho", "_yy", "_ss", "_ns", "_ny"):
+            setattr(new, name, getattr(self, name).copy())
         new.n_skipped = self.n_skipped
         return new
 
@@ -205,37 +329,62 @@ class LbfgsMemory:
 
         Notes
         -----
-        New arrays are made for the ``y_i`` (copies of this memory share the
-        old ones). With a scalar ``delta`` (or a constant array) the
-        curvatures follow without another pass over the vectors:
-        ``s.y += delta s.s`` and ``y.y += 2 delta s.y + delta**2 s.s``.
+        The pairs are updated in place. Where ``delta * D`` is constant but for a
+        short tail (one penalty, unpenalised intercepts), the curvatures follow
+        from cached scalars and the tail, without another pass over the vectors:
+        ``s.y += d s.s`` and ``y.y += 2 d s.y + d**2 s.s`` on the constant part.
         """
-        delta = np.asarray(delta, dtype=np.float64)
-        if delta.ndim == 1 and delta.size and np.all(delta == delta[0]):
-            delta = delta[0]
-        pairs = list(self._pairs)
-        self._pairs.clear()
-        for s, y, rho, yy, ss in pairs:
-            if delta.ndim == 0:
-                d = float(delta)
-                if ss is None:
-                    ss = float(s @ s)
-                y_new = y.copy()
-                daxpy(s, y_new, a=d)  # in place: y_new += d * s
-                sy = 1.0 / rho
-                self._push(s, y_new, sy + d * ss, yy + d * (2.0 * sy + d * ss), ss)
-            else:
-                self._append(s, y + delta * s, ss)
+        if not self._order:
+            return
+        n = self._S[self._order[0]].size
+        delta = np.broadcast_to(np.asarray(delta, dtype=np.float64), (n,))
+        dd = delta if self.diag is None else delta * self.diag  # delta in the metric
+        k = n
+        while k > 0 and dd[k - 1] != dd[0]:
+            k -= 1
+        if n - k > max(64, n // 100):
+            k = 0  # no structure: whole passes
+        head, tail = float(dd[0]) if k else 0.0, dd[k:]
+        for slot in list(self._order):
+            S, Y = self._S[slot], self._Y[slot]
+            if self._saved is not None and slot not in self._orig:
+                self._orig[slot] = Y  # a checkpoint's: shifted in a copy
+                Y = self._Y[slot] = Y.copy()
+            ns, ny = self._ns[slot], self._ny[slot]
+            sy, yy, ss = 1.0 / self._rho[slot], self._yy[slot], self._ss[slot]
+            s_t = S[k:].astype(np.float64) * ns
+            y_t = Y[k:].astype(np.float64) * ny
+            ss_t, sy_t = float(s_t @ s_t), float(s_t @ y_t)
+            if k:  # the constant part, from cached scalars: y_h += head * s_h
+                ss_h, sy_h = max(ss - ss_t, 0.0), sy - sy_t
+                yy_h = max(yy - float(y_t @ y_t), 0.0)
+                coef = head * ns / ny
+                (daxpy if self.dtype == np.float64 else saxpy)(S[:k], Y[:k], a=coef)
+                sy_h, yy_h = sy_h + head * ss_h, yy_h + head * (2.0 * sy_h + head * ss_h)
+            y_t = y_t + tail * s_t
+            Y[k:] = y_t / ny
+            sy_new = (sy_h if k else 0.0) + float(s_t @ y_t)
+            yy_new = (yy_h if k else 0.0) + float(y_t @ y_t)
+            # Lost digits (the tail held most of s.s or y.y) or a doubtful curvature:
+            # the sums again, over the stored vectors.
+            if k and not (sy_new > 1e-8 * abs(sy) and yy_h >= 1e-8 * yy):
+                sv = S.astype(np.float64) * ns
+                yv = Y.astype(np.float64) * ny
+                sy_new, yy_new = float(sv @ yv), float(yv @ yv)
+            self._rho[slot], self._yy[slot] = (1.0 / sy_new if sy_new else np.inf), yy_new
+            if not (np.isfinite(sy_new) and np.isfinite(yy_new) and sy_new > 0
+                    and sy_new > _EPS * np.sqrt(ss) * np.sqrt(yy_new)):
+                self._order.remove(slot)  # curvature lost: drop the pair
+                self.n_skipped += 1
 
+    # -- products --------------------------------------------------------------------
     def gamma(self) -> float:
         """Scaling ``s.y / y.D.y`` of the newest pair (1 when the memory is empty), with
         ``D`` the memory's ``diag`` (the identity by default)."""
-        if not self._pairs:
+        if not self._order:
             return 1.0
-        _, y, rho, yy, _ = self._pairs[-1]
-        if self._diag is not None:
-            yy = self._diag.quad(y, yy)
-        return 1.0 / (rho * yy)
+        slot = self._order[-1]
+        return 1.0 / (self._rho[slot] * self._yy[slot])
 
     def inv_hvp(self, v, h0: float | None = None) -> np.ndarray:
         """Apply the L-BFGS inverse-Hessian estimate to ``v`` (two-loop recursion).
@@ -254,21 +403,109 @@ class LbfgsMemory:
         Hv : ndarray of shape (n_params,)
         """
         q = np.array(v, dtype=np.float64)
-        a = np.empty(len(self._pairs))
-        for i in range(len(self._pairs) - 1, -1, -1):
-            s, y, rho = self._pairs[i][:3]
-            a[i] = rho * float(s @ q)
-            q = daxpy(y, q, a=-a[i])  # in place: q -= a_i y
-        if h0 is not None:
-            q *= h0
-        elif self._diag is not None:
-            self._diag.scale(q, self.gamma())
-        else:
-            q *= self.gamma()
-        for i, (s, y, rho, _, _) in enumerate(self._pairs):
-            b = rho * float(y @ q)
-            q = daxpy(s, q, a=a[i] - b)
+        if self._sqrt is not None:
+            self._sqrt.scale(q, 1.0)  # into the metric's coordinates
+        order = list(self._order)
+        if self.dtype == np.float32 and order:
+            return self._inv_hvp_single(q, order, h0)
+        a = np.empty(len(order))
+        for j in range(len(order) - 1, -1, -1):
+            i = order[j]
+            a[j] = self._rho[i] * float(self._S[i] @ q)
+            q = daxpy(self._Y[i], q, a=-a[j])  # in place: q -= a_j y
+        self._middle(q, h0)
+        for j, i in enumerate(order):
+            b = self._rho[i] * float(self._Y[i] @ q)
+            q = daxpy(self._S[i], q, a=a[j] - b)
+        if self._sqrt is not None:
+            self._sqrt.scale(q, 1.0)  # back: x = D^1/2 u
         return q
+
+    def _middle(self, q, h0):
+        """``q *= H0`` in the metric's coordinates."""
+        if h0 is None:
+            q *= self.gamma()
+            return
+        q *= h0
+        if self._sqrt is not None:  # h0 I in the original coordinates is h0 D^-1 here
+            self._sqrt.scale(q, 1.0, inverse=True)
+            self._sqrt.scale(q, 1.0, inverse=True)
+
+    def _inv_hvp_single(self, q, order, h0):
+        """The two-loop recursion over single-precision pairs: ``q = c * q32``, with
+        the float64 scale ``c`` kept apart so that nothing under- or overflows."""
+        c = float(np.linalg.norm(q)) or 1.0
+        q32 = (q / c).astype(np.float32)
+        a = np.empty(len(order))
+        for j in range(len(order) - 1, -1, -1):
+            i = order[j]
+            a[j] = self._rho[i] * self._ns[i] * c * float(self._S[i] @ q32)
+            q32 = saxpy(self._Y[i], q32, a=-a[j] * self._ny[i] / c)  # in place
+        q = q32.astype(np.float64) * c
+        self._middle(q, h0)
+        c = float(np.linalg.norm(q)) or 1.0
+        q32 = (q / c).astype(np.float32)
+        for j, i in enumerate(order):
+            b = self._rho[i] * self._ny[i] * c * float(self._Y[i] @ q32)
+            q32 = saxpy(self._S[i], q32, a=(a[j] - b) * self._ns[i] / c)
+        q = q32.astype(np.float64) * c
+        if self._sqrt is not None:
+            self._sqrt.scale(q, 1.0)
+        return q
+
+
+class PairPlan(NamedTuple):
+    """How the L-BFGS memories of an outer loop are stored (:func:`plan_pairs`)."""
+
+    dtype: np.dtype  #: precision of the stored pairs
+    maxcor: int  #: pairs of the memory in use
+    keep: int | None  #: pairs a memory keeps at rest (its newest); None: all
+    rollback: bool  #: whether a rejected trial's memory returns to the accepted one
+
+
+def plan_pairs(n_params: int, maxcor: int, n_memories: int = 1,
+               budget_mb: float = 1024.0) -> PairPlan:
+    """How ``n_memories`` L-BFGS memories of ``maxcor`` pairs fit in ``budget_mb``.
+
+    In order of preference, each used when it fits: double precision, with room
+    for a trial's pairs beside the accepted ones (a rejected trial returns to
+    the accepted memory); the same in single precision; single precision with
+    only the trial's pairs (a rejected trial's pairs are kept); and last, when
+    even that is too much, memories at rest between their solves (all but the
+    one in use) keep only their newest pairs, as many as fit beside the
+    ``maxcor`` pairs of the memory in use (``maxcor`` itself shrinks only when
+    one memory alone is over the budget).
+
+    Parameters
+    ----------
+    n_params : int
+        Length of the vectors.
+    maxcor : int
+        Pairs of an L-BFGS memory.
+    n_memories : int, default=1
+        Memories alive together (one per fold).
+    budget_mb : float, default=1024
+        Memory the pairs may take together, in MB.
+
+    Returns
+    -------
+    plan : PairPlan
+    """
+    budget = float(budget_mb) * 2.0**20
+    pair64, pair32 = 16.0 * n_params, 8.0 * n_params
+    f64, f32 = np.dtype(np.float64), np.dtype(np.float32)
+    total = n_memories * maxcor
+    if 2.5 * total * pair64 <= budget:  # (a trial holds up to 2.5 maxcor pairs)
+        return PairPlan(f64, int(maxcor), None, True)
+    if 2.5 * total * pair32 <= budget:
+        return PairPlan(f32, int(maxcor), None, True)
+    if total * pair32 <= budget:
+        return PairPlan(f32, int(maxcor), None, False)
+    active = int(max(1, min(maxcor, budget // pair32)))
+    if n_memories == 1:
+        return PairPlan(f32, active, None, False)
+    keep = int((budget - active * pair32) // ((n_memories - 1) * pair32))
+    return PairPlan(f32, active, max(0, min(keep, active)), False)
 
 
 class InnerResult(OptimizeResult):
@@ -617,7 +854,7 @@ def minimize_lbfgs_numpy(
             n_opa, nfev = n_opa + added, nfev + n_eval
         d, t0 = _direction(memory, g, gnorm, h0)
         if not float(g @ d) < 0:  # not a descent direction: restart from the gradient
-            memory = LbfgsMemory(memory.maxlen, memory.n_params, memory.diag)  # (restart)
+            memory.clear()  # (restart)
             d, t0 = _direction(memory, g, gnorm, h0)
         t, x_new, f_new, g_new, n_eval = _wolfe_line_search(fun_grad, x, d, f, g, t0)
         nfev += n_eval

@@ -185,13 +185,13 @@ def test_shift_curvatures_and_products_match_a_fresh_memory(delta):
     fresh = LbfgsMemory(5)
     for s, y in zip(S, Y + 2 * d * S):
         fresh.append(s, y)
-    for (s1, y1, rho1, yy1, _), (s2, y2, rho2, yy2, _) in zip(mem._pairs, fresh._pairs):
-        np.testing.assert_allclose(y1, y2, rtol=1e-13)
-        np.testing.assert_allclose([rho1, yy1], [rho2, yy2], rtol=1e-12)
+    np.testing.assert_allclose(mem.y, fresh.y, rtol=1e-13)
+    np.testing.assert_allclose(mem.s, fresh.s, rtol=1e-13)
+    assert mem.gamma() == pytest.approx(fresh.gamma(), rel=1e-12)
     v = np.arange(7.0)
     Hinv = _dense_bfgs_inverse(S, Y + 2 * d * S, fresh.gamma())
     np.testing.assert_allclose(mem.inv_hvp(v), Hinv @ v, rtol=1e-10)
-    # The copy taken before is untouched (its arrays are shared, never modified).
+    # The copy taken before is untouched (it has its own storage).
     np.testing.assert_array_equal(kept.y, Y)
 
 
@@ -216,3 +216,153 @@ def test_known_starting_evaluation_saves_one_and_changes_nothing():
         assert len(calls) == n_plain - 1
         np.testing.assert_array_equal(known.x, plain.x)
         assert known.nit == plain.nit
+
+
+def _dense_bfgs_inverse_metric(S, Y, D):
+    """Inverse BFGS matrix with the initial matrix gamma * D (gamma = s.y / y.D.y of
+    the newest pair), by explicit rank-two updates."""
+    n = S.shape[1]
+    gamma = (S[-1] @ Y[-1]) / (Y[-1] @ (D * Y[-1]))
+    Hinv = gamma * np.diag(D)
+    for s, y in zip(S, Y):
+        rho = 1.0 / (s @ y)
+        V = np.eye(n) - rho * np.outer(y, s)
+        Hinv = V.T @ Hinv @ V + rho * np.outer(s, s)
+    return Hinv
+
+
+def _close(actual, desired, rtol):
+    """Equal up to ``rtol`` in norm, and in each entry's head (rows kept apart), the
+    tail compared in its own scale: single precision is exact to ~1e-7 of a vector's
+    norm, not of each of its entries."""
+    actual, desired = np.atleast_2d(actual), np.atleast_2d(desired)
+    for a, d in zip(actual, desired):
+        for part in (slice(None, -2), slice(-2, None)):
+            err = np.linalg.norm(a[part] - d[part])
+            assert err <= rtol * np.linalg.norm(d[part]), (err, np.linalg.norm(d[part]))
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-5)])
+@pytest.mark.parametrize("scale", [1.0, 1e-100, 1e100])
+def test_memory_with_a_diagonal_matches_dense_updates_in_both_precisions(dtype, rtol, scale):
+    # Pairs of a quadratic whose coordinates have wildly different scales (a constant
+    # head, a short tail, as coefficients and intercepts), a diagonal guess D: the
+    # two-loop product must equal the dense BFGS matrix built from gamma * D, before
+    # and after an exact shift (delta zero on the tail, as for an unpenalised
+    # intercept), in double and in single precision, at any data scale.
+    n, m = 120, 6
+    S, Y, H = _random_pairs(n=n, m=m, seed=4)
+    scales = np.ones(n)
+    scales[-2:] = 1e-3  # the tail
+    S, Y = S * scales * scale, Y / (scales * scale)  # a quadratic in rescaled coordinates
+    D = np.full(n, 2.0 * scale**2)
+    D[-2:] = 5e-6 * scale**2
+    mem = LbfgsMemory(m, n, diag=D, dtype=dtype)
+    for s, y in zip(S, Y):
+        assert mem.append(s, y)
+    v = np.random.default_rng(5).standard_normal(n) / (scales * scale)
+    _close(mem.inv_hvp(v), _dense_bfgs_inverse_metric(S, Y, D) @ v, rtol)
+    # s and y come back in the original coordinates.
+    _close(mem.s, S, rtol)
+    _close(mem.y, Y, rtol)
+    delta = np.full(n, 0.3 / scale**2)
+    delta[-2:] = 0.0
+    mem.shift(delta)
+    Ys = Y + delta * S
+    _close(mem.y, Ys, rtol)
+    _close(mem.inv_hvp(v), _dense_bfgs_inverse_metric(S, Ys, D) @ v, rtol)
+    # A per-coordinate delta (no constant head) goes through whole passes.
+    delta2 = np.linspace(0.1, 0.5, n) / scale**2
+    mem.shift(delta2)
+    _close(mem.inv_hvp(v), _dense_bfgs_inverse_metric(S, Ys + delta2 * S, D) @ v, rtol)
+
+
+def test_truncate_keeps_the_newest_pairs_and_releases_the_rest():
+    S, Y, _ = _random_pairs(n=10, m=6, seed=2)
+    mem = LbfgsMemory(6, 10, dtype=np.float32)
+    for s, y in zip(S, Y):
+        mem.append(s, y)
+    assert mem.nbytes == 6 * 2 * 10 * 4
+    mem.truncate(2)
+    assert len(mem) == 2 and mem.nbytes == 2 * 2 * 10 * 4
+    np.testing.assert_allclose(mem.s, S[-2:], rtol=1e-6)
+    fresh = LbfgsMemory(6, 10)
+    for s, y in zip(S[-2:], Y[-2:]):
+        fresh.append(s, y)
+    v = np.arange(10.0)
+    np.testing.assert_allclose(mem.inv_hvp(v), fresh.inv_hvp(v), rtol=1e-5)
+    for s, y in zip(S, Y):  # it grows back to maxlen
+        mem.append(s, y)
+    assert len(mem) == 6
+    with pytest.raises(ValueError, match="dtype"):
+        LbfgsMemory(3, dtype=np.int64)
+
+
+def test_plan_pairs_fits_the_budget():
+    from hoag_shine.inner import plan_pairs
+
+    budget = 1024 * 2**20
+    n = 2_600_000  # 20 classes x 130,000 features
+    # binary 20news, 5 folds: double precision with room for a trial's pairs
+    assert tuple(plan_pairs(130_000, 30, 5, 1024)) == (np.float64, 30, None, True)
+    # 20 classes, one split: single precision, no room for a rollback
+    assert tuple(plan_pairs(n, 30, 1, 1024)) == (np.float32, 30, None, False)
+    assert tuple(plan_pairs(n, 30, 1, 1800)) == (np.float32, 30, None, True)
+    # 20 classes, 5 folds: folds at rest keep their newest pairs, all within budget
+    plan = plan_pairs(n, 30, 5, 1024)
+    assert plan.dtype == np.float32 and plan.maxcor == 30 and not plan.rollback
+    assert 0 < plan.keep < 30
+    assert (30 + 4 * plan.keep) * 8 * n <= budget < (30 + 4 * (plan.keep + 1)) * 8 * n
+    plan = plan_pairs(n, 30, 5, 100)
+    assert plan.maxcor * 8 * n <= 100 * 2**20 and plan.keep == 0
+    assert plan_pairs(n, 30, 5, 1).maxcor == 1
+
+
+def test_rollback_returns_to_the_checkpoint():
+    # A trial run (shift, then new pairs beyond maxlen) rolled back gives the memory
+    # of before, exactly; committed, the newest maxlen pairs.
+    S, Y, _ = _random_pairs(n=9, m=8, seed=6)
+    for dtype in (np.float64, np.float32):
+        mem = LbfgsMemory(4, 9, diag=np.linspace(1.0, 2.0, 9), dtype=dtype)
+        for s, y in zip(S[:4], Y[:4]):
+            mem.append(s, y)
+        before_s, before_y = mem.s, mem.y
+        v = np.arange(9.0)
+        before = mem.inv_hvp(v)
+        mem.checkpoint()
+        mem.shift(np.full(9, 0.4))
+        for s, y in zip(S[4:], Y[4:] + 0.4 * S[4:]):
+            mem.append(s, y)
+        assert len(mem) == 4
+        np.testing.assert_allclose(mem.s, S[4:], rtol=1e-6)
+        assert mem.rollback() and not mem.rollback()
+        np.testing.assert_allclose(mem.s, before_s, rtol=1e-12)
+        np.testing.assert_allclose(mem.y, before_y, rtol=1e-6 if dtype == np.float32 else 1e-12)
+        np.testing.assert_allclose(mem.inv_hvp(v), before, rtol=1e-5)
+        assert mem.nbytes == 4 * 2 * 9 * np.dtype(dtype).itemsize  # the trial's freed
+        mem.checkpoint()
+        for s, y in zip(S[4:6], Y[4:6]):
+            mem.append(s, y)
+        mem.commit()
+        np.testing.assert_allclose(mem.s, np.vstack([S[2:4], S[4:6]]), rtol=1e-6)
+        assert mem.nbytes == 4 * 2 * 9 * np.dtype(dtype).itemsize
+
+
+@pytest.mark.parametrize("scale", [1e-100, 1e100])
+def test_shift_without_a_diagonal_at_extreme_scales_keeps_every_pair(scale):
+    # Steps of 1e100, curvatures of 1e-200 and a penalty change of 1e-200 (or the
+    # reverse): the cached curvatures must not overflow (delta**2 s.s would) and
+    # drop pairs.
+    S, Y, _ = _random_pairs(n=10, m=5, seed=7)
+    S, Y = S * scale, Y / scale
+    delta = np.full(10, 0.5 / scale**2)
+    mem = LbfgsMemory(5)
+    for s, y in zip(S, Y):
+        mem.append(s, y)
+    mem.shift(delta)
+    assert len(mem) == 5 and mem.n_skipped == 0
+    fresh = LbfgsMemory(5)
+    for s, y in zip(S, Y + delta * S):
+        fresh.append(s, y)
+    v = np.arange(10.0) / scale
+    np.testing.assert_allclose(mem.inv_hvp(v), fresh.inv_hvp(v), rtol=1e-10)

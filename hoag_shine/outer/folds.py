@@ -7,7 +7,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from joblib.parallel import LokyBackend, get_active_backend
 
 from ..hypergrad import ShineRefine, TruncatedCG, compute_hypergradient
-from ..inner import minimize_lbfgs, minimize_lbfgs_numpy
+from ..inner import LbfgsMemory, PairPlan, minimize_lbfgs, minimize_lbfgs_numpy, plan_pairs
 
 __all__ = ["Fold", "FoldSet"]
 
@@ -19,8 +19,10 @@ _REFINE_MAX_ITER = 100
 class Fold:
     """One inner problem's state across outer iterations.
 
-    Keeps the last accepted inner solution (warm start), its L-BFGS memory and
-    backward-pass vector, and the trial solve awaiting the accept test.
+    Keeps the last accepted inner solution (warm start) and backward-pass
+    vector, the trial solve awaiting the accept test, and one L-BFGS memory,
+    updated in place: each solve starts from the pairs of the last one (accepted
+    or not), shifted exactly to the new penalty.
 
     Parameters
     ----------
@@ -30,9 +32,13 @@ class Fold:
     x0 : ndarray of shape (n_params,) or None
         Starting inner point (``problem.initial_x()`` by default).
     options : HoagOptions
+    pairs : PairPlan, default=None
+        How the memory is stored (:func:`~hoag_shine.inner.plan_pairs`).
+        ``None``: ``options.maxcor`` pairs in double precision, a rejected
+        trial's memory rolled back.
     """
 
-    def __init__(self, problem, alpha, x0, options):
+    def __init__(self, problem, alpha, x0, options, pairs=None):
         self.problem = problem
         self.options = options
         self.strategy = options.strategy
@@ -48,7 +54,9 @@ class Fold:
         self.alpha0, self.h0 = alpha, problem.inverse_hessian_guess(alpha)
         self.alpha = None  # alpha of the accepted state
         self.fg = None  # inner value and gradient at (x, alpha) of the accepted state
-        self.memory = None
+        self.pairs = pairs or PairPlan(np.dtype(np.float64), options.maxcor, None, True)
+        self.memory, self.memory_alpha = None, None  # the pairs, and the alpha they are at
+        self.pending = None  # the trial's backward pass, when done before the accept test
         self.z = None  # backward-pass vector of the accepted state
         self.zc = None  # vector of the first-order value correction
         self.value_c = None
@@ -57,10 +65,6 @@ class Fold:
     def forward(self, alpha, eps):
         """Inner solve at ``alpha`` from the accepted state; outer value, corrected."""
         problem = self.problem
-        memory = None
-        if self.options.warm_memory and self.memory is not None:
-            memory = self.memory.copy()
-            memory.shift(problem.penalty_weights(alpha) - problem.penalty_weights(self.alpha))
         kwargs = {}
         if self.fg is not None:  # the warm start's evaluation, moved to the new alpha
             kwargs["fg0"] = problem.inner_value_grad_update(self.x, *self.fg, self.alpha, alpha)
@@ -70,32 +74,65 @@ class Fold:
         if self.solve is minimize_lbfgs_numpy:  # the first step's scale, at this alpha
             kwargs["h0"] = self.h0 / (1.0 + self.h0 * (problem.penalty_weights(alpha)
                                                       - problem.penalty_weights(self.alpha0)))
+        memory = self.memory
+        if self.options.warm_memory and memory is not None:  # moved exactly, in place
+            if self.pairs.rollback:
+                memory.checkpoint()
+            memory.shift(problem.penalty_weights(alpha)
+                         - problem.penalty_weights(self.memory_alpha))
+        else:
+            diag = kwargs.get("h0", self.h0)
+            memory = LbfgsMemory(self.pairs.maxcor, problem.n_params,
+                                 diag if np.ndim(diag) == 1 else None, dtype=self.pairs.dtype)
+        self.memory, self.memory_alpha = memory, alpha
         inner = self.solve(
             lambda v: problem.inner_value_grad(v, alpha), self.x,
-            tol=eps * self.norm_init, maxcor=self.options.maxcor,
+            tol=eps * self.norm_init, maxcor=self.pairs.maxcor,
             max_iter=self.options.max_inner_iter, memory=memory, gnorm_weights=self.h0,
             **kwargs,
         )
         self.n_solves += 1
+        self.trial, self.pending = inner, None
         out = {"inner": inner, "value": None, "value_c": None}
-        if self.zc is not None:
+        keep = self.pairs.keep
+        if keep is not None and len(memory) > keep:
+            # The memory shrinks at rest, and the backward pass needs all of it: done
+            # now (wasted only if the step is rejected; SHINE's costs one product).
+            self.pending = self._backward(alpha, eps)
+            memory.truncate(keep)
+            value = self.pending[0].value
+        elif self.zc is not None:
             value = problem.outer_value_grad(inner.x, alpha)[0]
+        if self.zc is not None:
             out.update(value=value, value_c=value - float(self.zc @ inner.jac))
-        self.trial = inner
         return out
 
-    def accept(self, alpha, eps):
-        """Make the trial solve the accepted state; return its hypergradient."""
+    def _backward(self, alpha, eps):
+        """The trial's hypergradient, and the vector of its value correction."""
         inner = self.trial
         hg = compute_hypergradient(
             self.problem, inner.x, alpha, self.strategy, eps=eps, memory=inner.memory,
             init=self.z if self.strategy.warm_start else None,
         )
-        self.zc = hg.z if self.strategy.approximates_inverse else inner.memory.inv_hvp(hg.grad_x)
+        zc = hg.z if self.strategy.approximates_inverse else inner.memory.inv_hvp(hg.grad_x)
+        return hg, zc
+
+    def accept(self, alpha, eps):
+        """Make the trial solve the accepted state; return its hypergradient."""
+        inner = self.trial
+        hg, self.zc = self.pending or self._backward(alpha, eps)
+        self.pending = None
+        self.memory.commit()
         self.value_c = hg.value - float(self.zc @ inner.jac)
-        self.x, self.alpha, self.memory, self.z = inner.x, alpha, inner.memory, hg.z
+        self.x, self.alpha, self.z = inner.x, alpha, hg.z
         self.fg = (inner.fun, inner.jac)
         return hg
+
+    def reject(self):
+        """Drop the trial: the memory returns to the accepted state's when it can."""
+        self.trial = self.pending = None
+        if self.memory is not None and self.memory.rollback():
+            self.memory_alpha = self.alpha
 
 
 class FoldSet:
@@ -114,7 +151,9 @@ class FoldSet:
             x0 = [x0]
         if len(x0) != len(problems):
             raise ValueError(f"x0 must give one starting point per problem ({len(problems)}).")
-        self.folds = [Fold(p, alpha, x, options) for p, x in zip(problems, x0)]
+        n_params = max(p.n_params for p in problems)
+        pairs = plan_pairs(n_params, options.maxcor, len(problems), options.pairs_memory_mb)
+        self.folds = [Fold(p, alpha, x, options, pairs) for p, x in zip(problems, x0)]
         n_jobs = effective_n_jobs(options.n_jobs) if len(problems) > 1 else 1
         # Only a backend chosen with joblib.parallel_config runs the folds apart: with
         # joblib's default, threads measured slower than this thread on every problem
@@ -146,6 +185,11 @@ class FoldSet:
         value_c = sum(r["value_c"] for r in out) if out[0]["value_c"] is not None else None
         return dict(value=value, value_c=value_c, inner_iter=sum(r["inner"].nit for r in out),
                     x=out[0]["inner"].x, inner=[r["inner"] for r in out])
+
+    def reject(self):
+        """Drop every fold's trial."""
+        for f in self.folds:
+            f.reject()
 
     def accept(self, alpha, eps):
         """Accept every fold's trial: total value, hypergradient, Hessian products."""

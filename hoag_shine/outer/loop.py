@@ -22,7 +22,7 @@ from sklearn.exceptions import ConvergenceWarning
 from .._utils import single_thread_blas
 from ..hypergrad import compute_hypergradient, get_strategy
 from ..inner import (InnerResult, LbfgsMemory, minimize_lbfgs, minimize_lbfgs_numpy,
-                     newton_polish)
+                     newton_polish, plan_pairs)
 from .folds import FoldSet
 from .options import HoagOptions
 from .steps import StepRule
@@ -168,6 +168,7 @@ def _iteration(folds, steps, trial, eps):
         out.update(backward)
     else:
         steps.reject()
+        folds.reject()
         out.update(value=forward["value"], grad=np.full(trial.shape, np.nan), n_hvp=0)
     out.update(forward_time=t1 - t0, backward_time=time.perf_counter() - t1)
     return out
@@ -204,6 +205,7 @@ def _verify_step_stop(stop, folds, steps, stopping, opts):
         return False
     folds.forward(probe, eps)
     grad_probe, _ = folds.refine(probe, eps, trial=True)
+    folds.reject()  # the probe was a side evaluation: back to the accepted state
     curv = float(d @ (grad_probe - grad)) / float(d @ d)
     base["grad"] = grad
     if curv > 0 and np.isfinite(curv):
@@ -267,7 +269,7 @@ def _verdict(status, message, steps, opts):
 
 
 def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver="scipy",
-              polish=False):
+              polish=False, pairs_memory_mb=None):
     """Solve the inner problem at ``alpha`` to a relative gradient tolerance.
 
     Stops when ``||grad_x h(x, alpha)||_D <= tol * problem.gradient_scale(alpha)``, in
@@ -292,6 +294,10 @@ def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver=
         When L-BFGS stops above the tolerance (its line search reaches the
         limits of floating point first), refine the solution with a few Newton
         steps (Hessian systems solved by conjugate gradient).
+    pairs_memory_mb : float, default=None
+        Memory, in MB, the ``"numpy"`` solver's pairs may take: above it they
+        are stored in single precision (:func:`~hoag_shine.inner.plan_pairs`).
+        ``None``: no limit.
 
     Returns
     -------
@@ -304,6 +310,9 @@ def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver=
     fun_grad = lambda v: problem.inner_value_grad(v, alpha)  # noqa: E731
     if max_iter > 0:
         kwargs = dict(h0=metric) if solver == "numpy" else {}
+        if solver == "numpy" and pairs_memory_mb is not None:
+            plan = plan_pairs(x.size, maxcor, 1, pairs_memory_mb)
+            kwargs["memory"] = LbfgsMemory(plan.maxcor, x.size, metric, dtype=plan.dtype)
         solve = minimize_lbfgs if solver == "scipy" else minimize_lbfgs_numpy
         inner = solve(fun_grad, x, tol=abs_tol, maxcor=maxcor, max_iter=max_iter,
                       gnorm_weights=metric, **kwargs)

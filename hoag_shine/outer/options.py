@@ -155,6 +155,14 @@ default="exponential"
     warm_memory : bool, default=True
         Carry the L-BFGS curvature pairs from one inner solve to the next,
         shifted exactly for the new penalty.
+    pairs_memory_mb : float, default=1024
+        Memory, in MB, that the curvature pairs of all folds may take together
+        (the largest part of a fit's memory with many parameters: ``2 * maxcor``
+        vectors per fold). Within it every fold keeps ``maxcor`` double-precision
+        pairs. Above it the pairs are stored in single precision, and if that
+        is still too much, a fold at rest (between its own solves) keeps only
+        its newest pairs, as many as fit beside the ``maxcor`` pairs of the
+        fold being solved. See :func:`~hoag_shine.inner.plan_pairs`.
     inner_solver : {"numpy", "scipy"}, default="numpy"
         The project's L-BFGS (starts from the carried pairs, supports OPA) or
         SciPy's L-BFGS-B (starts each solve with an empty memory).
@@ -190,6 +198,7 @@ default="exponential"
     max_step: float = 3.0
     max_step_ratio: float = 3.0
     warm_memory: bool = True
+    pairs_memory_mb: float = 1024.0
     inner_solver: str = "numpy"
     max_time: float | None = None
     n_jobs: int | None = None
@@ -215,6 +224,7 @@ default="exponential"
         "max_step": [Interval(_REAL, 0, None, closed="neither")],
         "max_step_ratio": [Interval(_REAL, 0, None, closed="neither")],
         "warm_memory": [Options(True, False)],
+        "pairs_memory_mb": [Interval(_REAL, 0, None, closed="neither", allow_inf=True)],
         "inner_solver": [Options("numpy", "scipy")],
         "max_time": [Interval(_REAL, 0, None, allow_inf=True), None],
         "n_jobs": [Interval(_INT), None],
