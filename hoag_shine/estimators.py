@@ -105,8 +105,8 @@ default="exponential"
         Carry the exactly shifted L-BFGS pairs across outer iterations.
     pairs_memory_mb : float, default=1024
         Memory, in MB, the L-BFGS pairs of all folds may take together (the
-        refit's too). Above it they are stored in single precision, and folds
-        at rest keep only their newest pairs (see ``HoagOptions``).
+        refit's too). Above it they are stored in single precision, and then the
+        pairs of folds at rest wait in temporary files (see ``HoagOptions``).
     inner_solver : {"numpy", "scipy"}, default="numpy"
         The project's L-BFGS (starts from the carried pairs) or SciPy's L-BFGS-B.
     max_time : float or None, default=None

@@ -13,6 +13,7 @@ solver built on its way to the solution. This module provides
 
 from __future__ import annotations
 
+import tempfile
 import time
 import warnings
 from collections import deque
@@ -58,7 +59,9 @@ class _Diag:
         k = n
         while k > 0 and diag[k - 1] != diag[0]:
             k -= 1
-        self.full = diag if n - k > max(64, n // 100) else None  # no structure: full passes
+        # no structure (a head that is not constant, or a long tail): full passes
+        self.full = (diag if n - k > max(64, n // 100) or not np.all(diag[:k] == diag[0])
+                     else None)
         self.k, self.head, self.tail = k, float(diag[0]), diag[k:].copy()
         self.array = diag
 
@@ -160,6 +163,8 @@ class LbfgsMemory:
         self._order = deque()  # slots of the pairs in use, oldest first
         self._saved = None  # checkpoint: (slots in use then, their scalars then)
         self._orig = {}  # checkpoint: the y rows as they were before a shift
+        self._file = None  # where spill() put the rows
+        self._spilled = 0  # length of the spilled rows (0: the rows are in memory)
         # Per slot: 1 / s.y, y.y and s.s (in the metric's coordinates), and the norms
         # the stored vectors were divided by (1 in double precision).
         self._rho, self._yy, self._ss = (np.zeros(2 * self.maxlen) for _ in range(3))
@@ -171,8 +176,35 @@ class LbfgsMemory:
 
     @property
     def nbytes(self) -> int:
-        """Bytes the stored pairs take now."""
+        """Bytes the stored pairs take in memory now (0 when spilled)."""
         return sum(r.nbytes for r in self._S + self._Y if r is not None)
+
+    def spill(self) -> None:
+        """Move the pairs to a temporary file, releasing their memory (a checkpoint
+        is given up). Any later use reads them back first, exactly."""
+        self.commit()
+        if self._spilled or not self._order:
+            return
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="hoag_shine_pairs_")
+        self._file.seek(0)
+        n = self._S[self._order[0]].size
+        for slot in self._order:
+            self._S[slot].tofile(self._file)
+            self._Y[slot].tofile(self._file)
+            self._S[slot] = self._Y[slot] = None
+        self._file.flush()
+        self._spilled = n
+
+    def _restore(self):
+        """Read spilled pairs back."""
+        if not self._spilled:
+            return
+        self._file.seek(0)
+        for slot in self._order:
+            self._S[slot] = np.fromfile(self._file, dtype=self.dtype, count=self._spilled)
+            self._Y[slot] = np.fromfile(self._file, dtype=self.dtype, count=self._spilled)
+        self._spilled = 0
 
     # -- coordinates ---------------------------------------------------------------
     def _to_metric(self, s, y):
@@ -191,12 +223,14 @@ class LbfgsMemory:
     @property
     def s(self) -> np.ndarray:
         """Steps ``s_i``, shape (n_pairs, n_params), oldest first."""
+        self._restore()
         rows = [self._vector(self._S, self._ns, i, "s") for i in self._order]
         return np.array(rows).reshape(len(self), -1)
 
     @property
     def y(self) -> np.ndarray:
         """Gradient differences ``y_i``, shape (n_pairs, n_params), oldest first."""
+        self._restore()
         rows = [self._vector(self._Y, self._ny, i, "y") for i in self._order]
         return np.array(rows).reshape(len(self), -1)
 
@@ -230,6 +264,7 @@ class LbfgsMemory:
                 or sy <= _EPS * np.sqrt(ss) * np.sqrt(yy)):
             self.n_skipped += 1
             return False
+        self._restore()
         if len(self._order) == self.maxlen:
             old = self._order.popleft()
             if self._saved is None or old not in self._saved[0]:
@@ -258,6 +293,7 @@ class LbfgsMemory:
 
     def clear(self) -> None:
         """Drop every pair (a checkpoint is kept: :meth:`rollback` restores it)."""
+        self._restore()
         for slot in self._order:
             if self._saved is None or slot not in self._saved[0]:
                 self._free(slot)
@@ -266,6 +302,7 @@ class LbfgsMemory:
     def truncate(self, n_pairs: int) -> None:
         """Keep only the newest ``n_pairs`` pairs; the others' storage is released
         (and a checkpoint given up)."""
+        self._restore()
         self.commit()
         while len(self._order) > max(int(n_pairs), 0):
             self._free(self._order.popleft())
@@ -275,6 +312,7 @@ class LbfgsMemory:
         a trial run (a :meth:`shift`, then appends). Until :meth:`commit` the trial's
         pairs take other storage, and a shift writes copies of the ``y_i``: up to
         two and a half times ``maxlen`` pairs are held."""
+        self._restore()
         self.commit()
         scalars = tuple(a.copy() for a in (self._rho, self._yy, self._ss, self._ns, self._ny))
         self._saved = (list(self._order), scalars)
@@ -306,6 +344,7 @@ class LbfgsMemory:
 
     def copy(self) -> "LbfgsMemory":
         """An independent copy (its own storage)."""
+        self._restore()
         new = LbfgsMemory(self.maxlen, self.n_params, dtype=self.dtype)
         new.diag, new._sqrt = self.diag, self._sqrt
         for i in self._order:
@@ -336,15 +375,18 @@ class LbfgsMemory:
         """
         if not self._order:
             return
+        self._restore()
         n = self._S[self._order[0]].size
         delta = np.broadcast_to(np.asarray(delta, dtype=np.float64), (n,))
         dd = delta if self.diag is None else delta * self.diag  # delta in the metric
         k = n
         while k > 0 and dd[k - 1] != dd[0]:
             k -= 1
-        if n - k > max(64, n // 100):
-            k = 0  # no structure: whole passes
+        if n - k > max(64, n // 100) or (k and not np.all(dd[:k] == dd[0])):
+            k = 0  # no constant head (one penalty per class, say): whole passes
         head, tail = float(dd[0]) if k else 0.0, dd[k:]
+        axpy = daxpy if self.dtype == np.float64 else saxpy
+        dd_stored = None if k else dd.astype(self.dtype)
         for slot in list(self._order):
             S, Y = self._S[slot], self._Y[slot]
             if self._saved is not None and slot not in self._orig:
@@ -352,6 +394,11 @@ class LbfgsMemory:
                 Y = self._Y[slot] = Y.copy()
             ns, ny = self._ns[slot], self._ny[slot]
             sy, yy, ss = 1.0 / self._rho[slot], self._yy[slot], self._ss[slot]
+            if not k:  # no structure (one penalty per class, say): whole passes
+                axpy(dd_stored * S, Y, a=ns / ny)
+                sy_new, yy_new = ns * ny * float(S @ Y), ny * ny * float(Y @ Y)
+                self._set_curvature(slot, sy_new, yy_new, ss)
+                continue
             s_t = S[k:].astype(np.float64) * ns
             y_t = Y[k:].astype(np.float64) * ny
             ss_t, sy_t = float(s_t @ s_t), float(s_t @ y_t)
@@ -359,7 +406,7 @@ class LbfgsMemory:
                 ss_h, sy_h = max(ss - ss_t, 0.0), sy - sy_t
                 yy_h = max(yy - float(y_t @ y_t), 0.0)
                 coef = head * ns / ny
-                (daxpy if self.dtype == np.float64 else saxpy)(S[:k], Y[:k], a=coef)
+                axpy(S[:k], Y[:k], a=coef)
                 sy_h, yy_h = sy_h + head * ss_h, yy_h + head * (2.0 * sy_h + head * ss_h)
             y_t = y_t + tail * s_t
             Y[k:] = y_t / ny
@@ -371,11 +418,16 @@ class LbfgsMemory:
                 sv = S.astype(np.float64) * ns
                 yv = Y.astype(np.float64) * ny
                 sy_new, yy_new = float(sv @ yv), float(yv @ yv)
-            self._rho[slot], self._yy[slot] = (1.0 / sy_new if sy_new else np.inf), yy_new
-            if not (np.isfinite(sy_new) and np.isfinite(yy_new) and sy_new > 0
-                    and sy_new > _EPS * np.sqrt(ss) * np.sqrt(yy_new)):
-                self._order.remove(slot)  # curvature lost: drop the pair
-                self.n_skipped += 1
+            self._set_curvature(slot, sy_new, yy_new, ss)
+
+    def _set_curvature(self, slot, sy, yy, ss):
+        """New ``s.y`` and ``y.y`` of a shifted pair; a pair whose curvature is lost
+        is dropped."""
+        self._rho[slot], self._yy[slot] = (1.0 / sy if sy else np.inf), yy
+        if not (np.isfinite(sy) and np.isfinite(yy) and sy > 0
+                and sy > _EPS * np.sqrt(ss) * np.sqrt(yy)):
+            self._order.remove(slot)
+            self.n_skipped += 1
 
     # -- products --------------------------------------------------------------------
     def gamma(self) -> float:
@@ -402,6 +454,7 @@ class LbfgsMemory:
         -------
         Hv : ndarray of shape (n_params,)
         """
+        self._restore()
         q = np.array(v, dtype=np.float64)
         if self._sqrt is not None:
             self._sqrt.scale(q, 1.0)  # into the metric's coordinates
@@ -458,23 +511,23 @@ class PairPlan(NamedTuple):
     """How the L-BFGS memories of an outer loop are stored (:func:`plan_pairs`)."""
 
     dtype: np.dtype  #: precision of the stored pairs
-    maxcor: int  #: pairs of the memory in use
-    keep: int | None  #: pairs a memory keeps at rest (its newest); None: all
+    maxcor: int  #: pairs of a memory
     rollback: bool  #: whether a rejected trial's memory returns to the accepted one
+    spill: bool  #: whether a memory at rest waits in a temporary file
 
 
 def plan_pairs(n_params: int, maxcor: int, n_memories: int = 1,
                budget_mb: float = 1024.0) -> PairPlan:
     """How ``n_memories`` L-BFGS memories of ``maxcor`` pairs fit in ``budget_mb``.
 
-    In order of preference, each used when it fits: double precision, with room
-    for a trial's pairs beside the accepted ones (a rejected trial returns to
-    the accepted memory); the same in single precision; single precision with
-    only the trial's pairs (a rejected trial's pairs are kept); and last, when
-    even that is too much, memories at rest between their solves (all but the
-    one in use) keep only their newest pairs, as many as fit beside the
-    ``maxcor`` pairs of the memory in use (``maxcor`` itself shrinks only when
-    one memory alone is over the budget).
+    One memory is in use at a time (the fold being solved); the others are at
+    rest between their solves. In order of preference, the first that fits:
+    double precision, with room for a trial's pairs beside the accepted ones (a
+    rejected trial returns to the accepted memory); the same in single
+    precision; single precision without that room (a rejected trial's pairs
+    are kept: they are exact pairs of the objective too); and last, memories at
+    rest wait in temporary files (``maxcor`` itself shrinks only when one
+    memory alone is over the budget).
 
     Parameters
     ----------
@@ -496,16 +549,13 @@ def plan_pairs(n_params: int, maxcor: int, n_memories: int = 1,
     f64, f32 = np.dtype(np.float64), np.dtype(np.float32)
     total = n_memories * maxcor
     if 2.5 * total * pair64 <= budget:  # (a trial holds up to 2.5 maxcor pairs)
-        return PairPlan(f64, int(maxcor), None, True)
+        return PairPlan(f64, int(maxcor), True, False)
     if 2.5 * total * pair32 <= budget:
-        return PairPlan(f32, int(maxcor), None, True)
+        return PairPlan(f32, int(maxcor), True, False)
     if total * pair32 <= budget:
-        return PairPlan(f32, int(maxcor), None, False)
+        return PairPlan(f32, int(maxcor), False, False)
     active = int(max(1, min(maxcor, budget // pair32)))
-    if n_memories == 1:
-        return PairPlan(f32, active, None, False)
-    keep = int((budget - active * pair32) // ((n_memories - 1) * pair32))
-    return PairPlan(f32, active, max(0, min(keep, active)), False)
+    return PairPlan(f32, active, False, n_memories > 1)
 
 
 class InnerResult(OptimizeResult):

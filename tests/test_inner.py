@@ -271,10 +271,17 @@ def test_memory_with_a_diagonal_matches_dense_updates_in_both_precisions(dtype, 
     Ys = Y + delta * S
     _close(mem.y, Ys, rtol)
     _close(mem.inv_hvp(v), _dense_bfgs_inverse_metric(S, Ys, D) @ v, rtol)
-    # A per-coordinate delta (no constant head) goes through whole passes.
+    # A per-coordinate delta (no constant head) goes through whole passes; so does a
+    # periodic one (one penalty per class: coefficients interleaved by class) whose
+    # last head entry equals the first.
     delta2 = np.linspace(0.1, 0.5, n) / scale**2
     mem.shift(delta2)
     _close(mem.inv_hvp(v), _dense_bfgs_inverse_metric(S, Ys + delta2 * S, D) @ v, rtol)
+    delta3 = np.tile([0.2, 0.05, 0.3], n // 3) / scale**2
+    delta3[-2:] = 0.0
+    mem.shift(delta3)
+    _close(mem.inv_hvp(v),
+           _dense_bfgs_inverse_metric(S, Ys + (delta2 + delta3) * S, D) @ v, rtol)
 
 
 def test_truncate_keeps_the_newest_pairs_and_releases_the_rest():
@@ -301,21 +308,38 @@ def test_truncate_keeps_the_newest_pairs_and_releases_the_rest():
 def test_plan_pairs_fits_the_budget():
     from hoag_shine.inner import plan_pairs
 
-    budget = 1024 * 2**20
     n = 2_600_000  # 20 classes x 130,000 features
     # binary 20news, 5 folds: double precision with room for a trial's pairs
-    assert tuple(plan_pairs(130_000, 30, 5, 1024)) == (np.float64, 30, None, True)
-    # 20 classes, one split: single precision, no room for a rollback
-    assert tuple(plan_pairs(n, 30, 1, 1024)) == (np.float32, 30, None, False)
-    assert tuple(plan_pairs(n, 30, 1, 1800)) == (np.float32, 30, None, True)
-    # 20 classes, 5 folds: folds at rest keep their newest pairs, all within budget
-    plan = plan_pairs(n, 30, 5, 1024)
-    assert plan.dtype == np.float32 and plan.maxcor == 30 and not plan.rollback
-    assert 0 < plan.keep < 30
-    assert (30 + 4 * plan.keep) * 8 * n <= budget < (30 + 4 * (plan.keep + 1)) * 8 * n
+    assert tuple(plan_pairs(130_000, 30, 5, 1024)) == (np.float64, 30, True, False)
+    # 20 classes, one split: single precision, with or without room for a rollback
+    assert tuple(plan_pairs(n, 30, 1, 1024)) == (np.float32, 30, False, False)
+    assert tuple(plan_pairs(n, 30, 1, 1800)) == (np.float32, 30, True, False)
+    # 20 classes, 5 folds: the folds at rest spill to disk
+    assert tuple(plan_pairs(n, 30, 5, 1024)) == (np.float32, 30, False, True)
     plan = plan_pairs(n, 30, 5, 100)
-    assert plan.maxcor * 8 * n <= 100 * 2**20 and plan.keep == 0
+    assert plan.maxcor * 8 * n <= 100 * 2**20 < (plan.maxcor + 1) * 8 * n and plan.spill
     assert plan_pairs(n, 30, 5, 1).maxcor == 1
+    assert not plan_pairs(n, 30, 1, 100).spill  # one memory is always in use
+
+
+def test_spill_and_read_back_are_exact():
+    S, Y, _ = _random_pairs(n=11, m=5, seed=8)
+    for dtype in (np.float64, np.float32):
+        mem = LbfgsMemory(4, 11, diag=np.linspace(1.0, 3.0, 11), dtype=dtype)
+        for s, y in zip(S[:4], Y[:4]):
+            mem.append(s, y)
+        v = np.arange(11.0)
+        ref, ref_y = mem.inv_hvp(v), mem.y
+        mem.spill()
+        assert mem.nbytes == 0 and len(mem) == 4
+        np.testing.assert_array_equal(mem.inv_hvp(v), ref)  # read back on use
+        assert mem.nbytes > 0
+        mem.spill()
+        mem.shift(np.full(11, 0.25))
+        np.testing.assert_allclose(mem.y, ref_y + 0.25 * S[:4], rtol=1e-6)
+        mem.spill()
+        assert mem.append(S[4], Y[4])  # appends read back first too
+        np.testing.assert_allclose(mem.s, S[1:], rtol=1e-6)
 
 
 def test_rollback_returns_to_the_checkpoint():
@@ -366,3 +390,20 @@ def test_shift_without_a_diagonal_at_extreme_scales_keeps_every_pair(scale):
         fresh.append(s, y)
     v = np.arange(10.0) / scale
     np.testing.assert_allclose(mem.inv_hvp(v), fresh.inv_hvp(v), rtol=1e-10)
+
+
+def test_diagonal_metric_with_a_periodic_head_is_not_taken_for_constant():
+    # One penalty per class makes the diagonal guess periodic over the coefficients
+    # (interleaved by class) with a short tail of intercepts: v.Dv and the scaling
+    # must use every entry, not the first entry as a constant head.
+    from hoag_shine.inner import _Diag
+
+    diag = np.tile([1.0, 3.0, 7.0], 40)
+    diag[-2:] = 0.5
+    v = np.random.default_rng(0).standard_normal(diag.size)
+    d = _Diag(diag)
+    assert d.quad(v, v @ v) == pytest.approx(v @ (diag * v), rel=1e-12)
+    assert d.quad_inv(v, v @ v) == pytest.approx(v @ (v / diag), rel=1e-12)
+    q = v.copy()
+    d.scale(q, 2.0)
+    np.testing.assert_allclose(q, 2.0 * diag * v, rtol=1e-14)

@@ -54,7 +54,7 @@ class Fold:
         self.alpha0, self.h0 = alpha, problem.inverse_hessian_guess(alpha)
         self.alpha = None  # alpha of the accepted state
         self.fg = None  # inner value and gradient at (x, alpha) of the accepted state
-        self.pairs = pairs or PairPlan(np.dtype(np.float64), options.maxcor, None, True)
+        self.pairs = pairs or PairPlan(np.dtype(np.float64), options.maxcor, True, False)
         self.memory, self.memory_alpha = None, None  # the pairs, and the alpha they are at
         self.pending = None  # the trial's backward pass, when done before the accept test
         self.z = None  # backward-pass vector of the accepted state
@@ -94,12 +94,12 @@ class Fold:
         self.n_solves += 1
         self.trial, self.pending = inner, None
         out = {"inner": inner, "value": None, "value_c": None}
-        keep = self.pairs.keep
-        if keep is not None and len(memory) > keep:
-            # The memory shrinks at rest, and the backward pass needs all of it: done
-            # now (wasted only if the step is rejected; SHINE's costs one product).
+        if self.pairs.spill:
+            # The memory waits on disk while the other folds are solved, and the
+            # backward pass needs it: done now (wasted only if the step is rejected;
+            # SHINE's costs one product).
             self.pending = self._backward(alpha, eps)
-            memory.truncate(keep)
+            memory.spill()
             value = self.pending[0].value
         elif self.zc is not None:
             value = problem.outer_value_grad(inner.x, alpha)[0]

@@ -156,13 +156,13 @@ default="exponential"
         Carry the L-BFGS curvature pairs from one inner solve to the next,
         shifted exactly for the new penalty.
     pairs_memory_mb : float, default=1024
-        Memory, in MB, that the curvature pairs of all folds may take together
-        (the largest part of a fit's memory with many parameters: ``2 * maxcor``
-        vectors per fold). Within it every fold keeps ``maxcor`` double-precision
-        pairs. Above it the pairs are stored in single precision, and if that
-        is still too much, a fold at rest (between its own solves) keeps only
-        its newest pairs, as many as fit beside the ``maxcor`` pairs of the
-        fold being solved. See :func:`~hoag_shine.inner.plan_pairs`.
+        Memory, in MB, that the inner solvers' curvature pairs of all folds may
+        take together (with many parameters, the largest part of a fit's
+        memory: ``2 * maxcor`` vectors per fold). Within it the pairs are kept
+        in double precision; beyond it in single precision (products accurate
+        to ~1e-6, scale-free); and when even that is too much, the pairs of the
+        folds at rest wait in temporary files while one fold is solved (read
+        back exactly). See :func:`~hoag_shine.inner.plan_pairs`.
     inner_solver : {"numpy", "scipy"}, default="numpy"
         The project's L-BFGS (starts from the carried pairs, supports OPA) or
         SciPy's L-BFGS-B (starts each solve with an empty memory).
