@@ -32,9 +32,12 @@ _EPS = np.finfo(np.float64).eps
 
 
 def _norm(g, weights=None) -> float:
-    """``||g||``, or ``sqrt(sum(weights * g**2))`` in the metric ``weights``."""
+    """``||g||``, or ``sqrt(sum(weights * g**2))`` in the metric ``weights`` (an array,
+    or a :class:`_Diag`: then without a temporary array)."""
     if weights is None:
         return float(np.linalg.norm(g))
+    if isinstance(weights, _Diag):
+        return float(np.sqrt(weights.quad(g, float(g @ g))))
     return float(np.sqrt(np.dot(weights * g, g)))
 
 
@@ -63,7 +66,16 @@ class _Diag:
         self.full = (diag if n - k > max(64, n // 100) or not np.all(diag[:k] == diag[0])
                      else None)
         self.k, self.head, self.tail = k, float(diag[0]), diag[k:].copy()
-        self.array = diag
+        self.n = n
+
+    @property
+    def array(self):
+        """The diagonal as an array (built anew when it is kept as head and tail)."""
+        if self.full is not None:
+            return self.full
+        out = np.full(self.n, self.head)
+        out[self.k:] = self.tail
+        return out
 
     def quad(self, v, vv):
         """``v . D v`` given ``vv = v . v``."""
@@ -154,7 +166,8 @@ class LbfgsMemory:
             diag = np.asarray(diag, dtype=np.float64)
             if diag.size and np.all(diag == diag.flat[0]):
                 diag = None  # a constant diagonal: gamma alone does the scaling
-        self.diag = diag
+        # Kept as constant head and short tail when it has that shape (no full copy).
+        self._d = None if diag is None else _Diag(diag)
         self._sqrt = None if diag is None else _Diag(np.sqrt(diag))
         # Slots: one row per pair, allocated when first written; twice maxlen, so that
         # a trial run can add maxlen pairs without overwriting a checkpoint's.
@@ -173,6 +186,11 @@ class LbfgsMemory:
 
     def __len__(self) -> int:
         return len(self._order)
+
+    @property
+    def diag(self):
+        """The diagonal ``D`` of the initial matrix (``None``: the identity)."""
+        return None if self._d is None else self._d.array
 
     @property
     def nbytes(self) -> int:
@@ -346,7 +364,7 @@ class LbfgsMemory:
         """An independent copy (its own storage)."""
         self._restore()
         new = LbfgsMemory(self.maxlen, self.n_params, dtype=self.dtype)
-        new.diag, new._sqrt = self.diag, self._sqrt
+        new._d, new._sqrt = self._d, self._sqrt
         for i in self._order:
             new._S[i], new._Y[i] = self._S[i].copy(), self._Y[i].copy()
         new._order = deque(self._order)
@@ -378,7 +396,9 @@ class LbfgsMemory:
         self._restore()
         n = self._S[self._order[0]].size
         delta = np.broadcast_to(np.asarray(delta, dtype=np.float64), (n,))
-        dd = delta if self.diag is None else delta * self.diag  # delta in the metric
+        dd = np.array(delta)
+        if self._d is not None:
+            self._d.scale(dd, 1.0)  # delta in the metric's coordinates
         k = n
         while k > 0 and dd[k - 1] != dd[0]:
             k -= 1

@@ -7,7 +7,8 @@ from joblib import Parallel, delayed, effective_n_jobs
 from joblib.parallel import LokyBackend, get_active_backend
 
 from ..hypergrad import ShineRefine, TruncatedCG, compute_hypergradient
-from ..inner import LbfgsMemory, PairPlan, minimize_lbfgs, minimize_lbfgs_numpy, plan_pairs
+from ..inner import (LbfgsMemory, PairPlan, _Diag, minimize_lbfgs, minimize_lbfgs_numpy,
+                     plan_pairs)
 
 __all__ = ["Fold", "FoldSet"]
 
@@ -51,7 +52,8 @@ class Fold:
             raise ValueError("x0 contains NaN or infinite values; pass a finite starting point "
                              "or None (zeros).")
         self.norm_init = problem.gradient_scale(alpha)
-        self.alpha0, self.h0 = alpha, problem.inverse_hessian_guess(alpha)
+        # (kept as constant head and short tail when it has that shape: no full copy)
+        self.alpha0, self.h0 = alpha, _Diag(problem.inverse_hessian_guess(alpha))
         self.alpha = None  # alpha of the accepted state
         self.fg = None  # inner value and gradient at (x, alpha) of the accepted state
         self.pairs = pairs or PairPlan(np.dtype(np.float64), options.maxcor, True, False)
@@ -72,8 +74,9 @@ class Fold:
             kwargs["opa"] = (lambda v: problem.outer_value_grad(v, alpha)[1],
                              self.strategy.opa_period(self.n_solves))
         if self.solve is minimize_lbfgs_numpy:  # the first step's scale, at this alpha
-            kwargs["h0"] = self.h0 / (1.0 + self.h0 * (problem.penalty_weights(alpha)
-                                                      - problem.penalty_weights(self.alpha0)))
+            h0 = self.h0.array
+            kwargs["h0"] = h0 / (1.0 + h0 * (problem.penalty_weights(alpha)
+                                              - problem.penalty_weights(self.alpha0)))
         memory = self.memory
         if self.options.warm_memory and memory is not None:  # moved exactly, in place
             if self.pairs.rollback:
@@ -81,7 +84,7 @@ class Fold:
             memory.shift(problem.penalty_weights(alpha)
                          - problem.penalty_weights(self.memory_alpha))
         else:
-            diag = kwargs.get("h0", self.h0)
+            diag = kwargs.get("h0", self.h0.array)
             memory = LbfgsMemory(self.pairs.maxcor, problem.n_params,
                                  diag if np.ndim(diag) == 1 else None, dtype=self.pairs.dtype)
         self.memory, self.memory_alpha = memory, alpha
