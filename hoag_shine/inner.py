@@ -71,8 +71,12 @@ class _Diag:
     @property
     def array(self):
         """The diagonal as an array (built anew when it is kept as head and tail)."""
+        return self.full if self.full is not None else self.new_array()
+
+    def new_array(self):
+        """The diagonal as a new array (the caller's to modify)."""
         if self.full is not None:
-            return self.full
+            return self.full.copy()
         out = np.full(self.n, self.head)
         out[self.k:] = self.tail
         return out
@@ -507,21 +511,22 @@ class LbfgsMemory:
     def _inv_hvp_single(self, q, order, h0):
         """The two-loop recursion over single-precision pairs: ``q = c * q32``, with
         the float64 scale ``c`` kept apart so that nothing under- or overflows."""
-        c = float(np.linalg.norm(q)) or 1.0
-        q32 = (q / c).astype(np.float32)
+        q32 = np.empty(q.size, dtype=np.float32)  # (no float64 temporaries: at 2.6M
+        c = float(np.linalg.norm(q)) or 1.0         # parameters each one is 20 MB)
+        np.multiply(q, 1.0 / c, out=q32, casting="same_kind")
         a = np.empty(len(order))
         for j in range(len(order) - 1, -1, -1):
             i = order[j]
             a[j] = self._rho[i] * self._ns[i] * c * float(self._S[i] @ q32)
             q32 = saxpy(self._Y[i], q32, a=-a[j] * self._ny[i] / c)  # in place
-        q = q32.astype(np.float64) * c
+        np.multiply(q32, c, out=q)
         self._middle(q, h0)
         c = float(np.linalg.norm(q)) or 1.0
-        q32 = (q / c).astype(np.float32)
+        np.multiply(q, 1.0 / c, out=q32, casting="same_kind")
         for j, i in enumerate(order):
             b = self._rho[i] * self._ny[i] * c * float(self._Y[i] @ q32)
             q32 = saxpy(self._S[i], q32, a=(a[j] - b) * self._ns[i] / c)
-        q = q32.astype(np.float64) * c
+        np.multiply(q32, c, out=q)
         if self._sqrt is not None:
             self._sqrt.scale(q, 1.0)
         return q
@@ -830,7 +835,9 @@ def _direction(memory, g, gnorm, h0):
     more than that: a loose first solve's iterate feeds every later step.)
     """
     if len(memory):
-        return -memory.inv_hvp(g), 1.0
+        d = memory.inv_hvp(g)
+        d *= -1.0
+        return d, 1.0
     if h0 is not None:
         return -h0 * g, 1.0
     return -g, min(1.0, 1.0 / gnorm)

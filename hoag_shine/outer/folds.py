@@ -74,9 +74,12 @@ class Fold:
             kwargs["opa"] = (lambda v: problem.outer_value_grad(v, alpha)[1],
                              self.strategy.opa_period(self.n_solves))
         if self.solve is minimize_lbfgs_numpy:  # the first step's scale, at this alpha
-            h0 = self.h0.array
-            kwargs["h0"] = h0 / (1.0 + h0 * (problem.penalty_weights(alpha)
-                                              - problem.penalty_weights(self.alpha0)))
+            h0 = self.h0.new_array()  # h0 / (1 + h0 (w(alpha) - w(alpha0))), in place
+            dw = problem.penalty_weights(alpha) - problem.penalty_weights(self.alpha0)
+            dw *= h0
+            dw += 1.0
+            kwargs["h0"] = np.divide(h0, dw, out=h0)
+            del dw
         memory = self.memory
         if self.options.warm_memory and memory is not None:  # moved exactly, in place
             if self.pairs.rollback:
