@@ -131,6 +131,9 @@ class Fold:
         self.memory.commit()
         self.value_c = hg.value - float(self.zc @ inner.jac)
         self.x, self.alpha, self.z = inner.x, alpha, hg.z
+        if self.pairs.dtype == np.float32:  # large problems: the backward vectors at rest
+            self.z = hg.z.astype(np.float32)  # in the pairs' precision (20 MB per fold)
+            self.zc = self.z if self.zc is hg.z else self.zc.astype(np.float32)
         self.fg = (inner.fun, inner.jac)
         return hg
 
