@@ -8,7 +8,7 @@ gradient.
 
 from .estimators import ShineLogisticRegressionCV, ShineRidgeCV
 from .hypergrad import HypergradientStrategy, get_strategy
-from .inner import InnerResult, LbfgsMemory, minimize_lbfgs
+from .inner import InnerResult, LbfgsMemory, PairPlan, minimize_lbfgs, plan_pairs
 from .outer import (HoagOptions, HoagResult, grid_search, hoag, hypergradient, random_search,
                     tolerance_schedule)
 from .problems import BilevelProblem, LogisticProblem, MultinomialLogisticProblem, RidgeProblem
@@ -24,6 +24,7 @@ __all__ = [
     "LbfgsMemory",
     "LogisticProblem",
     "MultinomialLogisticProblem",
+    "PairPlan",
     "RidgeProblem",
     "ShineLogisticRegressionCV",
     "ShineRidgeCV",
@@ -32,6 +33,7 @@ __all__ = [
     "hoag",
     "hypergradient",
     "minimize_lbfgs",
+    "plan_pairs",
     "random_search",
     "tolerance_schedule",
 ]
