@@ -51,6 +51,19 @@ def _warn_iteration_cap(max_iter, gnorm, tol):
     )
 
 
+def _constant_head(v) -> int:
+    """Length ``k`` of the constant head of ``v`` (``v[:k]`` all equal to ``v[0]``)
+    when the rest is a short tail (at most ``max(64, n // 100)`` entries: the
+    penalised coefficients, then e.g. intercepts); 0 when ``v`` has no such shape
+    (a periodic head, as with one penalty per class, or a long tail)."""
+    n = v.size
+    same = v == v[0]
+    k = n - int(np.argmax(same[::-1]))  # one past the last entry equal to v[0]
+    if n - k > max(64, n // 100) or not np.all(same[:k]):
+        return 0
+    return k
+
+
 class _Diag:
     """A positive diagonal ``D`` made of a constant head and a short tail (the
     penalised coefficients, then e.g. intercepts): ``v . D v`` and ``v . D^-1 v``
@@ -58,15 +71,10 @@ class _Diag:
 
     def __init__(self, diag):
         diag = np.asarray(diag, dtype=np.float64)
-        n = diag.size
-        k = n
-        while k > 0 and diag[k - 1] != diag[0]:
-            k -= 1
-        # no structure (a head that is not constant, or a long tail): full passes
-        self.full = (diag if n - k > max(64, n // 100) or not np.all(diag[:k] == diag[0])
-                     else None)
+        k = _constant_head(diag)
+        self.full = diag if k == 0 else None  # no structure: full passes
         self.k, self.head, self.tail = k, float(diag[0]), diag[k:].copy()
-        self.n = n
+        self.n = diag.size
 
     @property
     def array(self):
@@ -149,9 +157,8 @@ class LbfgsMemory:
 
     The pairs are kept in the coordinates ``u = D^-1/2 x`` (``s -> D^-1/2 s``,
     ``y -> D^1/2 y``), where ``H0`` is ``gamma I`` and every product, test and
-    norm is Euclidean; they live in one preallocated ``(maxlen, n_params)``
-    block per kind, written in place (a full memory overwrites its oldest
-    pair; :meth:`shift` updates the pairs in place).
+    norm is Euclidean; one row per pair, a full memory dropping its oldest pair
+    for the new one, and :meth:`shift` updating the rows in place.
     """
 
     def __init__(self, maxlen: int, n_params: int | None = None, diag=None,
@@ -403,12 +410,8 @@ class LbfgsMemory:
         dd = np.array(delta)
         if self._d is not None:
             self._d.scale(dd, 1.0)  # delta in the metric's coordinates
-        k = n
-        while k > 0 and dd[k - 1] != dd[0]:
-            k -= 1
-        if n - k > max(64, n // 100) or (k and not np.all(dd[:k] == dd[0])):
-            k = 0  # no constant head (one penalty per class, say): whole passes
-        head, tail = float(dd[0]) if k else 0.0, dd[k:]
+        k = _constant_head(dd)
+        head, tail = float(dd[0]), dd[k:]
         axpy = daxpy if self.dtype == np.float64 else saxpy
         dd_stored = None if k else dd.astype(self.dtype)
         for slot in list(self._order):
@@ -418,27 +421,24 @@ class LbfgsMemory:
                 Y = self._Y[slot] = Y.copy()
             ns, ny = self._ns[slot], self._ny[slot]
             sy, yy, ss = 1.0 / self._rho[slot], self._yy[slot], self._ss[slot]
-            if not k:  # no structure (one penalty per class, say): whole passes
+            if not k:  # no constant head (one penalty per class, say): whole passes
                 axpy(dd_stored * S, Y, a=ns / ny)
-                sy_new, yy_new = ns * ny * float(S @ Y), ny * ny * float(Y @ Y)
-                self._set_curvature(slot, sy_new, yy_new, ss)
+                self._set_curvature(slot, ns * ny * float(S @ Y), ny * ny * float(Y @ Y), ss)
                 continue
+            # The constant head from cached scalars (y_h += head * s_h), the tail apart.
             s_t = S[k:].astype(np.float64) * ns
             y_t = Y[k:].astype(np.float64) * ny
-            ss_t, sy_t = float(s_t @ s_t), float(s_t @ y_t)
-            if k:  # the constant part, from cached scalars: y_h += head * s_h
-                ss_h, sy_h = max(ss - ss_t, 0.0), sy - sy_t
-                yy_h = max(yy - float(y_t @ y_t), 0.0)
-                coef = head * ns / ny
-                axpy(S[:k], Y[:k], a=coef)
-                sy_h, yy_h = sy_h + head * ss_h, yy_h + head * (2.0 * sy_h + head * ss_h)
+            ss_h, sy_h = max(ss - float(s_t @ s_t), 0.0), sy - float(s_t @ y_t)
+            yy_h = max(yy - float(y_t @ y_t), 0.0)
+            axpy(S[:k], Y[:k], a=head * ns / ny)
+            sy_h, yy_h = sy_h + head * ss_h, yy_h + head * (2.0 * sy_h + head * ss_h)
             y_t = y_t + tail * s_t
             Y[k:] = y_t / ny
-            sy_new = (sy_h if k else 0.0) + float(s_t @ y_t)
-            yy_new = (yy_h if k else 0.0) + float(y_t @ y_t)
+            sy_new = sy_h + float(s_t @ y_t)
+            yy_new = yy_h + float(y_t @ y_t)
             # Lost digits (the tail held most of s.s or y.y) or a doubtful curvature:
             # the sums again, over the stored vectors.
-            if k and not (sy_new > 1e-8 * abs(sy) and yy_h >= 1e-8 * yy):
+            if not (sy_new > 1e-8 * abs(sy) and yy_h >= 1e-8 * yy):
                 sv = S.astype(np.float64) * ns
                 yv = Y.astype(np.float64) * ny
                 sy_new, yy_new = float(sv @ yv), float(yv @ yv)

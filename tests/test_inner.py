@@ -17,10 +17,11 @@ def _random_pairs(n=8, m=5, seed=0):
     return S, S @ H, H
 
 
-def _dense_bfgs_inverse(S, Y, h0):
-    """Inverse BFGS matrix by explicit rank-two updates, oldest pair first."""
+def _dense_bfgs_inverse(S, Y, h0, D=None):
+    """Inverse BFGS matrix by explicit rank-two updates, oldest pair first, from the
+    initial matrix ``h0 * I`` (``h0 * diag(D)`` with ``D``)."""
     n = S.shape[1]
-    Hinv = h0 * np.eye(n)
+    Hinv = h0 * (np.eye(n) if D is None else np.diag(D))
     for s, y in zip(S, Y):
         rho = 1.0 / (s @ y)
         V = np.eye(n) - rho * np.outer(y, s)
@@ -221,14 +222,8 @@ def test_known_starting_evaluation_saves_one_and_changes_nothing():
 def _dense_bfgs_inverse_metric(S, Y, D):
     """Inverse BFGS matrix with the initial matrix gamma * D (gamma = s.y / y.D.y of
     the newest pair), by explicit rank-two updates."""
-    n = S.shape[1]
     gamma = (S[-1] @ Y[-1]) / (Y[-1] @ (D * Y[-1]))
-    Hinv = gamma * np.diag(D)
-    for s, y in zip(S, Y):
-        rho = 1.0 / (s @ y)
-        V = np.eye(n) - rho * np.outer(y, s)
-        Hinv = V.T @ Hinv @ V + rho * np.outer(s, s)
-    return Hinv
+    return _dense_bfgs_inverse(S, Y, gamma, D)
 
 
 def _close(actual, desired, rtol):
