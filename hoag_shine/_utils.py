@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import tempfile
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 
@@ -22,3 +24,43 @@ def single_thread_blas(func):
             return func(*args, **kwargs)
 
     return wrapper
+
+
+class SpillFile:
+    """Arrays parked in one temporary file and read back bit for bit.
+
+    Large problems keep what waits between two uses (a fold's L-BFGS pairs, its
+    solution and gradient) on disk instead of in memory. The file is created on
+    the first :meth:`write`, reused by later ones, and deleted when the object
+    is garbage-collected (``tempfile.TemporaryFile``).
+    """
+
+    def __init__(self, prefix="hoag_shine_"):
+        self._prefix = prefix
+        self._file = None
+        self._meta = None  # (dtype, shape) of each array written, None when read back
+
+    @property
+    def holds(self) -> bool:
+        """Whether arrays are waiting in the file."""
+        return self._meta is not None
+
+    def write(self, arrays) -> None:
+        """Write ``arrays`` (replacing what the file held)."""
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix=self._prefix)
+        self._file.seek(0)
+        for a in arrays:
+            np.ascontiguousarray(a).tofile(self._file)
+        self._file.flush()
+        self._meta = [(a.dtype, a.shape) for a in arrays]
+
+    def read(self) -> list:
+        """The arrays of the last :meth:`write`, in its order (new arrays)."""
+        if self._meta is None:
+            raise RuntimeError("nothing was written to this SpillFile since it was last read")
+        self._file.seek(0)
+        out = [np.fromfile(self._file, dtype=d, count=int(np.prod(s))).reshape(s)
+               for d, s in self._meta]
+        self._meta = None
+        return out

@@ -13,7 +13,6 @@ solver built on its way to the solution. This module provides
 
 from __future__ import annotations
 
-import tempfile
 import time
 import warnings
 from collections import deque
@@ -24,6 +23,8 @@ from scipy.linalg.blas import daxpy, saxpy
 from scipy.optimize import OptimizeResult, minimize
 from scipy.sparse.linalg import LinearOperator, cg
 from sklearn.exceptions import ConvergenceWarning
+
+from ._utils import SpillFile
 
 __all__ = ["InnerResult", "LbfgsMemory", "PairPlan", "minimize_lbfgs",
            "minimize_lbfgs_numpy", "newton_polish", "plan_pairs"]
@@ -187,8 +188,7 @@ class LbfgsMemory:
         self._order = deque()  # slots of the pairs in use, oldest first
         self._saved = None  # checkpoint: (slots in use then, their scalars then)
         self._orig = {}  # checkpoint: the y rows as they were before a shift
-        self._file = None  # where spill() put the rows
-        self._spilled = 0  # length of the spilled rows (0: the rows are in memory)
+        self._file = SpillFile("hoag_shine_pairs_")  # where spill() puts the rows
         # Per slot: 1 / s.y, y.y and s.s (in the metric's coordinates), and the norms
         # the stored vectors were divided by (1 in double precision).
         self._rho, self._yy, self._ss = (np.zeros(2 * self.maxlen) for _ in range(3))
@@ -212,28 +212,19 @@ class LbfgsMemory:
         """Move the pairs to a temporary file, releasing their memory (a checkpoint
         is given up). Any later use reads them back first, exactly."""
         self.commit()
-        if self._spilled or not self._order:
+        if self._file.holds or not self._order:
             return
-        if self._file is None:
-            self._file = tempfile.TemporaryFile(prefix="hoag_shine_pairs_")
-        self._file.seek(0)
-        n = self._S[self._order[0]].size
+        self._file.write([row for slot in self._order for row in (self._S[slot], self._Y[slot])])
         for slot in self._order:
-            self._S[slot].tofile(self._file)
-            self._Y[slot].tofile(self._file)
             self._S[slot] = self._Y[slot] = None
-        self._file.flush()
-        self._spilled = n
 
     def _restore(self):
         """Read spilled pairs back."""
-        if not self._spilled:
+        if not self._file.holds:
             return
-        self._file.seek(0)
+        rows = iter(self._file.read())
         for slot in self._order:
-            self._S[slot] = np.fromfile(self._file, dtype=self.dtype, count=self._spilled)
-            self._Y[slot] = np.fromfile(self._file, dtype=self.dtype, count=self._spilled)
-        self._spilled = 0
+            self._S[slot], self._Y[slot] = next(rows), next(rows)
 
     # -- coordinates ---------------------------------------------------------------
     def _to_metric(self, s, y):

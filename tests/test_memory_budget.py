@@ -6,8 +6,9 @@ import pytest
 from sklearn.model_selection import StratifiedKFold
 
 from hoag_shine import LogisticProblem, ShineLogisticRegressionCV, hoag
-from hoag_shine.inner import plan_pairs
+from hoag_shine.inner import PairPlan, plan_pairs
 from hoag_shine.outer import HoagOptions
+from hoag_shine.outer.folds import Fold
 from conftest import make_classification_data
 
 
@@ -48,6 +49,46 @@ def test_spilling_changes_nothing_and_single_precision_little():
     # Single precision moves the hypergradients by rounding only: the same answer.
     assert runs["float32"].alpha[0] == pytest.approx(runs["float64"].alpha[0], abs=2e-2)
     assert runs["float32"].fun == pytest.approx(runs["float64"].fun, rel=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("alpha0", [3.0, 9.0])
+def test_parked_folds_follow_the_same_path(alpha0):
+    # With value_tol=0 the loop stops on the step: from 3 after a rejected step, from 9
+    # after the stop check's probe and conjugate-gradient refinements (end game). The
+    # spilling plan parks every fold's vectors on disk between its uses: the path,
+    # values, hypergradients and solutions are those of the in-memory plan, bit for bit.
+    problems = _folds()
+    budgets = _budgets(problems)
+    runs = {k: hoag(problems, np.array([alpha0]), pairs_memory_mb=budgets[k], max_iter=30,
+                    tol=1e-4, value_tol=0.0) for k in ("float32", "spill")}
+    trace = {k: r.trace for k, r in runs.items()}
+    assert not all(r["accepted"] for r in trace["spill"]) or sum(
+        r["n_hvp"] for r in trace["spill"]) > 0  # the paths this test is about
+    for key in ("alpha", "outer_value", "hypergradient", "accepted", "inner_iter", "n_hvp"):
+        np.testing.assert_array_equal([r[key] for r in trace["spill"]],
+                                      [r[key] for r in trace["float32"]])
+    for a, b in zip(runs["spill"].x, runs["float32"].x):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_park_writes_the_vectors_once_and_reads_them_back_shared():
+    problem = _folds(2)[0]
+    plan = PairPlan(np.dtype(np.float32), 5, False, True)
+    fold = Fold(problem, np.array([0.0]), None, HoagOptions(), plan)
+    fold.forward(np.array([0.0]), 1e-3)
+    fold.accept(np.array([0.0]), 1e-3)  # parks: accepted x is the trial's own x
+    assert fold.x is None and fold.jac is None and fold.z is None
+    assert fold.trial.x is None and fold.memory.nbytes == 0
+    fold.unpark()
+    assert fold.x is fold.trial.x and fold.jac is fold.trial.jac  # shared as they were
+    x = fold.x.copy()
+    fold.park()
+    fold.unpark()
+    np.testing.assert_array_equal(fold.x, x)
+    no_spill = Fold(problem, np.array([0.0]), None, HoagOptions(), plan._replace(spill=False))
+    no_spill.park()  # nothing to do unless the plan spills
+    assert no_spill.x is not None
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

@@ -6,6 +6,7 @@ import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from joblib.parallel import LokyBackend, get_active_backend
 
+from .._utils import SpillFile
 from ..hypergrad import ShineRefine, TruncatedCG, compute_hypergradient
 from ..inner import (LbfgsMemory, PairPlan, _Diag, minimize_lbfgs, minimize_lbfgs_numpy,
                      plan_pairs)
@@ -23,7 +24,10 @@ class Fold:
     Keeps the last accepted inner solution (warm start) and backward-pass
     vector, the trial solve awaiting the accept test, and one L-BFGS memory,
     updated in place: each solve starts from the pairs of the last one (accepted
-    or not), shifted exactly to the new penalty.
+    or not), shifted exactly to the new penalty. When the plan spills (problems
+    too large for every fold's pairs to stay in memory), the fold's vectors
+    wait on disk too between its uses, pairs and all: only the fold being
+    solved is in memory.
 
     Parameters
     ----------
@@ -55,21 +59,57 @@ class Fold:
         # (kept as constant head and short tail when it has that shape: no full copy)
         self.alpha0, self.h0 = alpha, _Diag(problem.inverse_hessian_guess(alpha))
         self.alpha = None  # alpha of the accepted state
-        self.fg = None  # inner value and gradient at (x, alpha) of the accepted state
+        self.fun = self.jac = None  # inner value and gradient at (x, alpha), accepted state
         self.pairs = pairs or PairPlan(np.dtype(np.float64), options.maxcor, True, False)
         self.memory, self.memory_alpha = None, None  # the pairs, and the alpha they are at
-        self.pending = None  # the trial's backward pass, when done before the accept test
+        self.pending = None  # the trial's backward pass (with its zc), when done before the
+        # accept test
         self.z = None  # backward-pass vector of the accepted state
         self.zc = None  # vector of the first-order value correction
         self.value_c = None
         self.trial = None
+        self._parked, self._entries = SpillFile("hoag_shine_fold_"), None
+
+    # -- vectors at rest ------------------------------------------------------
+    def park(self):
+        """When the plan spills: write the fold's vectors (solutions, gradients,
+        backward vectors, accepted and trial) to its temporary file and drop them
+        from memory until :meth:`unpark`. Shared arrays are written once and come
+        back shared."""
+        if not self.pairs.spill or self._parked.holds:
+            return
+        n = self.problem.n_params
+        arrays, index, entries = [], {}, []
+        for owner in (self.__dict__, self.trial, self.pending):
+            for key in ("x", "jac", "z", "zc"):
+                a = None if owner is None else owner.get(key)
+                if isinstance(a, np.ndarray) and a.size == n:
+                    i = index.setdefault(id(a), len(arrays))
+                    if i == len(arrays):
+                        arrays.append(a)
+                    entries.append((owner, key, i))
+        if arrays:
+            self._parked.write(arrays)
+            for owner, key, _ in entries:
+                owner[key] = None
+            self._entries = entries
+
+    def unpark(self):
+        """Read back what :meth:`park` wrote (exactly)."""
+        if self._parked.holds:
+            arrays = self._parked.read()
+            for owner, key, i in self._entries:
+                owner[key] = arrays[i]
+            self._entries = None
 
     def forward(self, alpha, eps):
         """Inner solve at ``alpha`` from the accepted state; outer value, corrected."""
+        self.unpark()
         problem = self.problem
         kwargs = {}
-        if self.fg is not None:  # the warm start's evaluation, moved to the new alpha
-            kwargs["fg0"] = problem.inner_value_grad_update(self.x, *self.fg, self.alpha, alpha)
+        if self.jac is not None:  # the warm start's evaluation, moved to the new alpha
+            kwargs["fg0"] = problem.inner_value_grad_update(self.x, self.fun, self.jac,
+                                                            self.alpha, alpha)
         if self.strategy.uses_opa:
             kwargs["opa"] = (lambda v: problem.outer_value_grad(v, alpha)[1],
                              self.strategy.opa_period(self.n_solves))
@@ -99,34 +139,38 @@ class Fold:
         )
         self.n_solves += 1
         self.trial, self.pending = inner, None
-        out = {"inner": inner, "value": None, "value_c": None}
+        out = {"inner": inner, "x": inner.x, "value": None, "value_c": None}
         if self.pairs.spill:
             # The memory waits on disk while the other folds are solved, and the
             # backward pass needs it: done now (wasted only if the step is rejected;
             # SHINE's costs one product).
             self.pending = self._backward(alpha, eps)
             memory.spill()
-            value = self.pending[0].value
+            value = self.pending.value
         elif self.zc is not None:
             value = problem.outer_value_grad(inner.x, alpha)[0]
         if self.zc is not None:
             out.update(value=value, value_c=value - float(self.zc @ inner.jac))
+        self.park()
         return out
 
     def _backward(self, alpha, eps):
-        """The trial's hypergradient, and the vector of its value correction."""
+        """The trial's hypergradient, with ``zc``, the vector of its value correction."""
         inner = self.trial
         hg = compute_hypergradient(
             self.problem, inner.x, alpha, self.strategy, eps=eps, memory=inner.memory,
             init=self.z if self.strategy.warm_start else None,
         )
-        zc = hg.z if self.strategy.approximates_inverse else inner.memory.inv_hvp(hg.grad_x)
-        return hg, zc
+        hg.zc = hg.z if self.strategy.approximates_inverse else inner.memory.inv_hvp(hg.grad_x)
+        del hg["grad_x"]  # (not needed any more: 20 MB on 20 classes)
+        return hg
 
     def accept(self, alpha, eps):
         """Make the trial solve the accepted state; return its hypergradient."""
+        self.unpark()
         inner = self.trial
-        hg, self.zc = self.pending or self._backward(alpha, eps)
+        hg = self.pending or self._backward(alpha, eps)
+        self.zc = hg.pop("zc")
         self.pending = None
         self.memory.commit()
         self.value_c = hg.value - float(self.zc @ inner.jac)
@@ -134,14 +178,17 @@ class Fold:
         if self.pairs.dtype == np.float32:  # large problems: the backward vectors at rest
             self.z = hg.z.astype(np.float32)  # in the pairs' precision (20 MB per fold)
             self.zc = self.z if self.zc is hg.z else self.zc.astype(np.float32)
-        self.fg = (inner.fun, inner.jac)
+        self.fun, self.jac = inner.fun, inner.jac
+        self.park()
         return hg
 
     def reject(self):
         """Drop the trial: the memory returns to the accepted state's when it can."""
+        self.unpark()
         self.trial = self.pending = None
         if self.memory is not None and self.memory.rollback():
             self.memory_alpha = self.alpha
+        self.park()
 
 
 class FoldSet:
@@ -193,7 +240,7 @@ class FoldSet:
         value = sum(r["value"] for r in out) if out[0]["value"] is not None else None
         value_c = sum(r["value_c"] for r in out) if out[0]["value_c"] is not None else None
         return dict(value=value, value_c=value_c, inner_iter=sum(r["inner"].nit for r in out),
-                    x=out[0]["inner"].x, inner=[r["inner"] for r in out])
+                    x=out[0]["x"])
 
     def reject(self):
         """Drop every fold's trial."""
@@ -226,10 +273,12 @@ class FoldSet:
         strategy = TruncatedCG(max_iter=_REFINE_MAX_ITER)
         grads, n_hvp = [], 0
         for f in self.folds:
+            f.unpark()
             x = f.trial.x if trial else f.x
             hg = compute_hypergradient(f.problem, x, alpha, strategy, eps=eps, init=f.z)
             if not trial:
                 f.z = hg.z
+            f.park()
             grads.append(hg.grad)
             n_hvp += hg.n_hvp
         return np.sum(grads, axis=0), n_hvp
@@ -237,4 +286,6 @@ class FoldSet:
     @property
     def x(self):
         """The accepted inner solutions, one per fold."""
+        for f in self.folds:
+            f.unpark()
         return [f.x for f in self.folds]
