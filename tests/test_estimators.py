@@ -210,6 +210,19 @@ def test_multiclass_per_class_C_and_binary_per_group_C():
     assert clf.predict_proba(X).shape == (450, 3) and clf.score(X, y) > 0.6
     np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X),
                                rtol=1e-12)
+    # Two stages: one shared C first (its records repeat it for every class), then
+    # one per class from there, ending no worse on the folds than the shared C alone.
+    shared = ShineLogisticRegressionCV(random_state=0).fit(X, y)
+    n_first = shared.n_iter_
+    first = clf.history_["C"][:n_first]
+    np.testing.assert_array_equal(first, np.repeat(shared.history_["C"][:, None], 3, axis=1))
+    assert np.all(np.isnan(clf.history_["hypergradient"][:n_first]))
+    assert np.all(np.isfinite(clf.history_["hypergradient"][n_first][clf.history_["accepted"][
+        n_first]]))
+    np.testing.assert_allclose(clf.history_["C"][n_first], shared.C_, rtol=1e-12)
+    assert np.all(np.diff(clf.history_["time"]) >= 0)
+    assert clf.best_score_ >= shared.best_score_ - 1e-9
+    assert clf.hoag_result_.alpha.shape == (3,)
     Xb, yb = make_classification_data(300, 6, seed=4)
     clf = ShineLogisticRegressionCV(penalty_groups=[0, 0, 1, 1, 2, 2], random_state=0)
     clf.fit(Xb, yb)

@@ -97,6 +97,25 @@ def test_hoag_per_class_runs_and_decreases_the_validation_loss():
     assert res.fun < res.trace[0]["outer_value"]
 
 
+@pytest.mark.parametrize("fit_intercept", [False, True])
+def test_with_penalty_shares_the_data_and_agrees_at_equal_penalties(fit_intercept):
+    per_class = MultinomialLogisticProblem(*_data(seed=2), fit_intercept=fit_intercept,
+                                           penalty="per-class")
+    shared = per_class.with_penalty("shared")
+    assert shared.n_hyper == 1 and per_class.n_hyper == 3 and shared.X_train is per_class.X_train
+    assert per_class.with_penalty("per-class").n_hyper == 3
+    x = np.random.default_rng(0).standard_normal(per_class.n_params)
+    v_pc, g_pc = per_class.inner_value_grad(x, np.full(3, 0.7))
+    v_sh, g_sh = shared.inner_value_grad(x, np.array([0.7]))
+    assert v_sh == pytest.approx(v_pc, rel=1e-14)
+    np.testing.assert_allclose(g_sh, g_pc, rtol=1e-14)
+    # The per-class penalties differ: the shared problem's stays as it was.
+    v_other = per_class.inner_value_grad(x, np.array([0.7, 0.7, 3.0]))[0]
+    assert v_other > v_pc and shared.inner_value_grad(x, np.array([0.7]))[0] == v_sh
+    with pytest.raises(ValueError, match="penalty must be"):
+        per_class.with_penalty("per-feature")
+
+
 def test_errors():
     X_tr, y_tr, X_val, y_val = _data()
     with pytest.raises(ValueError, match="at least two classes"):

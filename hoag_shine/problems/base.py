@@ -174,7 +174,9 @@ class L2Penalty:
                     f"penalty_groups must use every group from 0 to "
                     f"{self.n_groups - 1}; groups {missing.tolist()} are empty."
                 )
-            self.groups = groups.astype(np.intp)
+            # (a read-only index array is shared, e.g. the classes' of all the folds)
+            self.groups = (groups if groups.dtype == np.intp and not groups.flags.writeable
+                           else groups.astype(np.intp))
 
     def check_alpha(self, alpha) -> np.ndarray:
         """Return ``alpha`` as a finite float array of length ``n_groups``."""
