@@ -96,7 +96,9 @@ def _fit_and_score(est, data, queue, repeat=1):
                warnings=sorted({type(w.message).__name__ for w in caught}))
     history = getattr(est, "history_", None)
     if history is not None:
-        out["outer_time"] = float(history["time"][-1])
+        # the whole outer loop (stop checks included; history_ ends at the last step)
+        result = getattr(est, "hoag_result_", None)
+        out["outer_time"] = float(getattr(result, "time", history["time"][-1]))
         out["inner_iter"] = int(np.sum(history["inner_iter"]))
     queue.put(out)
 

@@ -89,6 +89,10 @@ def test_shine_stop_on_tol_is_verified_by_conjugate_gradient():
                value_tol=0, stop_eps=1.0)
     assert res.success and "tol" in res.message
     assert abs(res.alpha[0] - alpha_star) < 1e-4
+    # The last check came after the last record: the loop's time counts it.
+    assert res.time > res.trace[-1]["time"]
+    plain = hoag(RidgeProblem(*data), [0.0], hypergradient="cg", max_iter=3)
+    assert plain.time == plain.trace[-1]["time"]
     with pytest.raises(ValueError, match="stop_eps"):
         hoag(RidgeProblem(*data), [0.0], stop_eps=0.0)
 

@@ -146,7 +146,7 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
     return HoagResult(
         alpha=base["alpha"], x=xs[0] if len(xs) == 1 else xs, fun=base["value"],
         grad=base["grad"], nit=len(trace.records), success=status in (0, 3), status=status,
-        message=message, trace=trace.records, options=opts,
+        message=message, trace=trace.records, options=opts, time=clock,
     )
 
 

@@ -43,6 +43,10 @@ class HoagResult(OptimizeResult):
     message : str
     trace : list of dict
         One record per outer iteration, with the keys of ``TRACE_FIELDS``.
+    time : float
+        Wall time of the whole loop in seconds (:func:`~hoag_shine.hoag`
+        only): the last record's ``time`` plus what came after it, such as the
+        check of a stop on ``tol`` (held-out evaluations excluded).
     """
 
     def trace_columns(self) -> dict:
