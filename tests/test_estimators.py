@@ -229,6 +229,29 @@ def test_multiclass_per_class_C_and_binary_per_group_C():
     assert clf.C_.shape == (3,) and clf.coef_.shape == (1, 6)
 
 
+def test_per_class_stage_that_does_not_help_keeps_the_shared_C(monkeypatch):
+    # A per-class stage ending above the shared stage's validation loss (forced here)
+    # is not used: the shared C for every class, its solutions, and a message.
+    import hoag_shine.estimators as est_module
+
+    real = est_module.hoag
+
+    def worse_second_stage(problems, alpha0=None, **kw):
+        res = real(problems, alpha0, **kw)
+        if problems[0].n_hyper > 1:
+            res.update(alpha=res.alpha + np.arange(res.alpha.size), fun=res.fun + 1.0)
+        return res
+
+    X, y = _three_classes(seed=1)
+    shared = ShineLogisticRegressionCV(random_state=0).fit(X, y)
+    monkeypatch.setattr(est_module, "hoag", worse_second_stage)
+    clf = ShineLogisticRegressionCV(multi_class_C="per-class", random_state=0).fit(X, y)
+    np.testing.assert_allclose(clf.C_, np.full(3, shared.C_), rtol=1e-12)
+    assert "kept" in clf.hoag_result_.message
+    assert clf.best_score_ == pytest.approx(shared.best_score_, rel=1e-12)
+    np.testing.assert_allclose(clf.coef_, shared.coef_, rtol=1e-9, atol=1e-12)
+
+
 # -- ShineRidgeCV ---------------------------------------------------------------
 
 def _regression_data(n=200, p=15, seed=0, noise=3.0, offset=40.0):
