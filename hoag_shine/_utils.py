@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import weakref
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -32,13 +33,21 @@ class SpillFile:
     Large problems keep what waits between two uses (a fold's L-BFGS pairs, its
     solution and gradient) on disk instead of in memory. The file is created on
     the first :meth:`write`, reused by later ones, and deleted when the object
-    is garbage-collected (``tempfile.TemporaryFile``).
+    is garbage-collected (``tempfile.TemporaryFile``, closed then without a
+    ``ResourceWarning``) or on :meth:`close`.
     """
 
     def __init__(self, prefix="hoag_shine_"):
         self._prefix = prefix
         self._file = None
         self._meta = None  # (dtype, shape) of each array written, None when read back
+        self._closer = None
+
+    def close(self) -> None:
+        """Delete the file (what it held is lost)."""
+        if self._closer is not None:
+            self._closer()
+        self._file = self._meta = self._closer = None
 
     @property
     def holds(self) -> bool:
@@ -49,6 +58,7 @@ class SpillFile:
         """Write ``arrays`` (replacing what the file held)."""
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix=self._prefix)
+            self._closer = weakref.finalize(self, self._file.close)
         self._file.seek(0)
         for a in arrays:
             np.ascontiguousarray(a).tofile(self._file)

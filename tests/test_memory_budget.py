@@ -114,3 +114,28 @@ def test_estimator_takes_the_budget():
     with pytest.raises(ValueError, match="pairs_memory_mb"):
         ShineLogisticRegressionCV(pairs_memory_mb=0).fit(X, y)
     assert HoagOptions().pairs_memory_mb == 1024
+
+
+def test_spill_files_are_closed_without_resource_warnings():
+    import gc
+    import warnings
+
+    from hoag_shine._utils import SpillFile
+
+    problems = _folds()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = hoag(problems, pairs_memory_mb=_budgets(problems)["spill"], max_iter=4)
+        del res
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+    spill = SpillFile()
+    with pytest.raises(RuntimeError, match="nothing was written"):
+        spill.read()
+    a = np.arange(6.0, dtype=np.float32).reshape(2, 3)
+    spill.write([a, np.array([1, 2])])
+    back = spill.read()
+    np.testing.assert_array_equal(back[0], a)
+    assert back[0].dtype == np.float32 and back[1].tolist() == [1, 2]
+    spill.close()
+    assert not spill.holds

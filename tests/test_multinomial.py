@@ -116,6 +116,37 @@ def test_with_penalty_shares_the_data_and_agrees_at_equal_penalties(fit_intercep
         per_class.with_penalty("per-feature")
 
 
+def test_a_result_as_x0_carries_the_pairs_from_a_shared_penalty_to_per_class():
+    from hoag_shine.inner import LbfgsMemory
+    from hoag_shine.outer import HoagResult
+
+    prob = MultinomialLogisticProblem(*_data(n=400, p=20, K=4, seed=4), penalty="per-class",
+                                      fit_intercept=True)
+    first = hoag(prob.with_penalty("shared"), [0.0], max_iter=5)
+    ((mem, at),) = first.memory
+    assert isinstance(mem, LbfgsMemory) and len(mem) > 0 and at.shape == (1,)
+    a = first.alpha[0] + np.array([0.3, -0.2, 0.1, 0.0])
+
+    def start(memory):
+        return HoagResult(x=first.x, memory=memory)
+
+    kw = dict(max_iter=1, eps0=1e-6)
+    cold = hoag(prob, a, x0=first.x, **kw)
+    # (the shared penalty's alpha stands for the same penalty on every class)
+    warm = hoag(prob, a, x0=start([(mem.copy(), at)]), **kw)
+    # Pairs said to be at another penalty are shifted wrongly: a worse start.
+    wrong = hoag(prob, a, x0=start([(mem.copy(), at + 2.0)]), **kw)
+    assert warm.trace[0]["inner_iter"] < wrong.trace[0]["inner_iter"]
+    assert warm.trace[0]["outer_value"] == pytest.approx(cold.trace[0]["outer_value"],
+                                                         rel=1e-6)
+    with pytest.raises(ValueError, match="one \\(memory, alpha\\) per problem"):
+        hoag(prob, a, x0=start([]), max_iter=1)
+    with pytest.raises(TypeError, match="LbfgsMemory"):
+        hoag(prob, a, x0=start([("pairs", a)]), max_iter=1)
+    with pytest.raises(ValueError, match="parameters"):
+        hoag(prob, a, x0=start([(LbfgsMemory(3, 7), a)]), max_iter=1)
+
+
 def test_errors():
     X_tr, y_tr, X_val, y_val = _data()
     with pytest.raises(ValueError, match="at least two classes"):

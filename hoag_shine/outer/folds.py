@@ -10,6 +10,7 @@ from .._utils import SpillFile
 from ..hypergrad import ShineRefine, TruncatedCG, compute_hypergradient
 from ..inner import (LbfgsMemory, PairPlan, _Diag, minimize_lbfgs, minimize_lbfgs_numpy,
                      plan_pairs)
+from .trace import HoagResult
 
 __all__ = ["Fold", "FoldSet"]
 
@@ -41,9 +42,12 @@ class Fold:
         How the memory is stored (:func:`~hoag_shine.inner.plan_pairs`).
         ``None``: ``options.maxcor`` pairs in double precision, a rejected
         trial's memory rolled back.
+    memory : (LbfgsMemory, ndarray), default=None
+        Pairs to start with and the log-penalties they are at (shifted to
+        each solve's penalty).
     """
 
-    def __init__(self, problem, alpha, x0, options, pairs=None):
+    def __init__(self, problem, alpha, x0, options, pairs=None, memory=None):
         self.problem = problem
         self.options = options
         self.strategy = options.strategy
@@ -62,6 +66,18 @@ class Fold:
         self.fun = self.jac = None  # inner value and gradient at (x, alpha), accepted state
         self.pairs = pairs or PairPlan(np.dtype(np.float64), options.maxcor, True, False)
         self.memory, self.memory_alpha = None, None  # the pairs, and the alpha they are at
+        if memory is not None and memory[0] is not None:
+            pairs_in, at = memory
+            if not isinstance(pairs_in, LbfgsMemory):
+                raise TypeError("x0's memory must hold (LbfgsMemory, alpha) pairs, got "
+                                f"{type(pairs_in).__name__}.")
+            if pairs_in.n_params not in (None, problem.n_params):
+                raise ValueError(f"x0's pairs have {pairs_in.n_params} parameters, the "
+                                 f"problem {problem.n_params}.")
+            at = np.atleast_1d(np.asarray(at, dtype=np.float64))
+            if at.size == 1 and problem.n_hyper > 1:  # one penalty for every group
+                at = np.full(problem.n_hyper, at[0])
+            self.memory, self.memory_alpha = pairs_in, problem.check_alpha(at)
         self.pending = None  # the trial's backward pass (with its zc), when done before the
         # accept test
         self.z = None  # backward-pass vector of the accepted state
@@ -201,15 +217,24 @@ class FoldSet:
     """
 
     def __init__(self, problems, alpha, x0, options):
+        memory0 = None
+        if isinstance(x0, HoagResult):  # an earlier run's solutions and pairs
+            memory0, x0 = x0.get("memory"), x0.x
         if x0 is None:
             x0 = [None] * len(problems)
         elif len(problems) == 1 and not isinstance(x0, (list, tuple)):
             x0 = [x0]
         if len(x0) != len(problems):
             raise ValueError(f"x0 must give one starting point per problem ({len(problems)}).")
+        if memory0 is None:
+            memory0 = [None] * len(problems)
+        if len(memory0) != len(problems):
+            raise ValueError(f"x0's memory must give one (memory, alpha) per problem "
+                             f"({len(problems)}).")
         n_params = max(p.n_params for p in problems)
         pairs = plan_pairs(n_params, options.maxcor, len(problems), options.pairs_memory_mb)
-        self.folds = [Fold(p, alpha, x, options, pairs) for p, x in zip(problems, x0)]
+        self.folds = [Fold(p, alpha, x, options, pairs, m)
+                      for p, x, m in zip(problems, x0, memory0)]
         n_jobs = effective_n_jobs(options.n_jobs) if len(problems) > 1 else 1
         # Only a backend chosen with joblib.parallel_config runs the folds apart: with
         # joblib's default, threads measured slower than this thread on every problem
@@ -282,6 +307,12 @@ class FoldSet:
             grads.append(hg.grad)
             n_hvp += hg.n_hvp
         return np.sum(grads, axis=0), n_hvp
+
+    @property
+    def memory(self):
+        """Each fold's curvature pairs and the log-penalties they are at (``(None,
+        None)`` for a fold not solved yet)."""
+        return [(f.memory, f.memory_alpha) for f in self.folds]
 
     @property
     def x(self):

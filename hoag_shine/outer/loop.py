@@ -71,8 +71,12 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
         the bounds.
     options : HoagOptions, default=None
         The loop's settings (defaults: ``HoagOptions()``).
-    x0 : ndarray of shape (n_params,) or list of them, default=None
-        Starting inner point (``problem.initial_x()``), one per problem.
+    x0 : ndarray of shape (n_params,), list of them, or HoagResult, default=None
+        Starting inner point (``problem.initial_x()``), one per problem. A
+        result of an earlier run on the same data (problems with the same
+        parameters; the penalty may differ, e.g. one shared ``C`` before one
+        per class) gives its solutions and its folds' curvature pairs
+        (``result.memory``), shifted exactly to each new penalty.
     heldout : (X, y) or callable, default=None
         Held-out data whose loss is recorded in the trace, never used by the
         optimisation; a callable ``x -> loss`` is accepted too. Its evaluation
@@ -140,13 +144,14 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
                 status, message = _stuck(steps)
                 break
         xs = folds.x
+        memory = folds.memory
     status, message = _verdict(status, message, steps, opts)
     stopping.warn(status, stacklevel=4)  # warn <- hoag <- single_thread_blas wrapper <- caller
     base = steps.base
     return HoagResult(
         alpha=base["alpha"], x=xs[0] if len(xs) == 1 else xs, fun=base["value"],
         grad=base["grad"], nit=len(trace.records), success=status in (0, 3), status=status,
-        message=message, trace=trace.records, options=opts, time=clock,
+        message=message, trace=trace.records, options=opts, time=clock, memory=memory,
     )
 
 
