@@ -271,6 +271,9 @@ class _HoagCV(BaseEstimator):
             res = self._hoag_stage(problems, options.replace(**settings),
                                    np.full(n_hyper, first.alpha[0]), x0=first)
             first.pop("memory")
+            if res.status == 2:  # the budget is the user's, for both stages
+                res.message = (f"stopped by the time budget max_time={options.max_time}s (the "
+                               f"per-class stage had {settings['max_time']:.3g}s of it left)")
             if not res.fun <= first.fun:  # (the folds' loss as solved: never above the shared)
                 res.update(alpha=np.full(n_hyper, first.alpha[0]), x=first.x, fun=first.fun,
                            message=res.message + "; the per-class penalties did not lower "

@@ -223,6 +223,10 @@ def test_multiclass_per_class_C_and_binary_per_group_C():
     assert np.all(np.diff(clf.history_["time"]) >= 0)
     assert clf.best_score_ >= shared.best_score_ - 1e-9
     assert clf.hoag_result_.alpha.shape == (3,)
+    # One time budget for both stages, named as the user gave it.
+    quick = ShineLogisticRegressionCV(multi_class_C="per-class", random_state=0,
+                                      max_time=1e-3).fit(X, y)
+    assert quick.hoag_result_.status == 2 and "max_time=0.001s" in quick.hoag_result_.message
     Xb, yb = make_classification_data(300, 6, seed=4)
     clf = ShineLogisticRegressionCV(penalty_groups=[0, 0, 1, 1, 2, 2], random_state=0)
     clf.fit(Xb, yb)
