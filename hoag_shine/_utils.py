@@ -43,6 +43,19 @@ class SpillFile:
         self._meta = None  # (dtype, shape) of each array written, None when read back
         self._closer = None
 
+    def __getstate__(self):
+        # Pickled with what it holds (a result sent between processes keeps its pairs).
+        arrays = None
+        if self.holds:
+            arrays = self.read()
+            self.write(arrays)
+        return {"prefix": self._prefix, "arrays": arrays}
+
+    def __setstate__(self, state):
+        self.__init__(state["prefix"])
+        if state["arrays"] is not None:
+            self.write(state["arrays"])
+
     def close(self) -> None:
         """Delete the file (what it held is lost)."""
         if self._closer is not None:

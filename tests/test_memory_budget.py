@@ -139,3 +139,17 @@ def test_spill_files_are_closed_without_resource_warnings():
     assert back[0].dtype == np.float32 and back[1].tolist() == [1, 2]
     spill.close()
     assert not spill.holds
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_result_with_spilled_pairs_pickles_with_them():
+    import pickle
+
+    problems = _folds()
+    res = hoag(problems, pairs_memory_mb=_budgets(problems)["spill"], max_iter=3)
+    mem, _ = res.memory[1]
+    assert mem.nbytes == 0  # spilled: on disk
+    v = np.random.default_rng(0).standard_normal(problems[1].n_params)
+    back = pickle.loads(pickle.dumps(res))
+    np.testing.assert_array_equal(back.memory[1][0].inv_hvp(v), mem.inv_hvp(v))
+    np.testing.assert_array_equal(back.alpha, res.alpha)
