@@ -270,7 +270,6 @@ class _HoagCV(BaseEstimator):
             # same: the pairs shift exactly to any per-class penalties).
             res = self._hoag_stage(problems, options.replace(**settings),
                                    np.full(n_hyper, first.alpha[0]), x0=first)
-            first.pop("memory")
             if res.status == 2:  # the budget is the user's, for both stages
                 res.message = (f"stopped by the time budget max_time={options.max_time}s (the "
                                f"per-class stage had {settings['max_time']:.3g}s of it left)")
@@ -321,7 +320,7 @@ class _HoagCV(BaseEstimator):
             # (the shared penalty's hypergradient is the sum of the per-class ones,
             # which were not computed: NaN, as for a rejected step)
             first["hypergradient"] = np.full((len(first["time"]), n_hyper), np.nan)
-            first_time = first["time"][-1] if len(first["time"]) else 0.0
+            first_time = before.time  # (its stop check included)
             cols = {k: np.concatenate([first[k], v + first_time if k == "time" else v])
                     for k, v in cols.items()}
         self.n_iter_ = int(len(cols["time"]))
@@ -985,9 +984,11 @@ ShineLogisticRegressionCV.__doc__ = """L2 logistic regression whose C is tuned b
         With three classes or more: one ``C`` for the whole multinomial model,
         or one per class (the penalty on that class's coefficient column).
         ``"per-class"`` is tuned in two stages: one ``C`` shared by the classes
-        first, then one per class starting there (the folds' solutions warm,
-        solved at the tolerance the first stage ended with; each stage runs up
-        to ``max_iter`` outer iterations, both within ``max_time``): its
+        first, then one per class starting there (the folds' solutions and
+        L-BFGS pairs carried over, solved at the tolerance the first stage
+        ended with, SHINE's backward vectors refined by 10 conjugate-gradient
+        iterations; each stage runs up to ``max_iter`` outer iterations, both
+        within ``max_time``): its
         validation loss ends no higher than the shared one's (else the shared
         ``C`` is kept), and the costly start of the search is paid once, with
         one hyperparameter.

@@ -137,6 +137,9 @@ def test_a_result_as_x0_carries_the_pairs_from_a_shared_penalty_to_per_class():
     # Pairs said to be at another penalty are shifted wrongly: a worse start.
     wrong = hoag(prob, a, x0=start([(mem.copy(), at + 2.0)]), **kw)
     assert warm.trace[0]["inner_iter"] < wrong.trace[0]["inner_iter"]
+    # The pairs move to the run started from the result (they are updated there).
+    again = hoag(prob, a, x0=first, **kw)
+    assert "memory" not in first and "memory" in again
     assert warm.trace[0]["outer_value"] == pytest.approx(cold.trace[0]["outer_value"],
                                                          rel=1e-6)
     with pytest.raises(ValueError, match="one \\(memory, alpha\\) per problem"):

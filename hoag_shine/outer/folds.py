@@ -218,8 +218,8 @@ class FoldSet:
 
     def __init__(self, problems, alpha, x0, options):
         memory0 = None
-        if isinstance(x0, HoagResult):  # an earlier run's solutions and pairs
-            memory0, x0 = x0.get("memory"), x0.x
+        if isinstance(x0, HoagResult):  # an earlier run's solutions, and its pairs, which
+            memory0, x0 = x0.pop("memory", None), x0.x  # move here (updated in place)
         if x0 is None:
             x0 = [None] * len(problems)
         elif len(problems) == 1 and not isinstance(x0, (list, tuple)):

@@ -76,7 +76,9 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
         result of an earlier run on the same data (problems with the same
         parameters; the penalty may differ, e.g. one shared ``C`` before one
         per class) gives its solutions and its folds' curvature pairs
-        (``result.memory``), shifted exactly to each new penalty.
+        (``result.memory``), shifted exactly to each new penalty. The pairs
+        move to the new run (they are updated in place): ``result`` no longer
+        holds them, and a second run from it starts with its solutions only.
     heldout : (X, y) or callable, default=None
         Held-out data whose loss is recorded in the trace, never used by the
         optimisation; a callable ``x -> loss`` is accepted too. Its evaluation

@@ -46,8 +46,8 @@ class HoagResult(OptimizeResult):
     memory : list of (LbfgsMemory, ndarray)
         (:func:`~hoag_shine.hoag` only) Each problem's final curvature pairs
         and the log-penalties they are at, for a next run started from this
-        result (``x0=result``). Up to ``pairs_memory_mb`` of memory (spilled
-        pairs stay on disk): ``del result["memory"]`` frees it.
+        result (``x0=result``, which takes them over). Up to ``pairs_memory_mb``
+        of memory (spilled pairs stay on disk): ``del result["memory"]`` frees it.
     time : float
         Wall time of the whole loop in seconds (:func:`~hoag_shine.hoag`
         only): the last record's ``time`` plus what came after it, such as the
