@@ -143,7 +143,8 @@ class Fold:
             memory.shift(problem.penalty_weights(alpha)
                          - problem.penalty_weights(self.memory_alpha))
         else:
-            diag = kwargs.get("h0", self.h0.array)
+            # (not .get: the default, when kept as head and tail, is built on each access)
+            diag = kwargs["h0"] if "h0" in kwargs else self.h0.array
             memory = LbfgsMemory(self.pairs.maxcor, problem.n_params,
                                  diag if np.ndim(diag) == 1 else None, dtype=self.pairs.dtype)
         self.memory, self.memory_alpha = memory, alpha
