@@ -149,3 +149,25 @@ def check_unknown(names, known, *, what="setting") -> None:
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise InvalidParameterError(
         f"Unknown {what} {name!r}.{hint} Valid ones: {', '.join(sorted(known))}.")
+
+
+def parameter_docs(doc: str, names) -> str:
+    """The entries of ``names`` (in that order) in the numpydoc ``Parameters`` section
+    of ``doc``, as they stand there (one source for settings documented twice)."""
+    lines = doc.expandtabs().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "Parameters") + 2
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    entries, current = {}, None
+    for line in lines[start:]:
+        stripped = line.strip()
+        if stripped and len(line) - len(line.lstrip()) == indent:
+            if set(stripped) <= set("-") or stripped in ("Returns", "Attributes", "Notes"):
+                break
+            current = stripped.split(" :")[0].split(":")[0].strip()
+            entries[current] = [line]
+        elif current is not None:
+            entries[current].append(line)
+    missing = [n for n in names if n not in entries]
+    if missing:
+        raise KeyError(f"no documentation for {missing}")
+    return "\n".join("\n".join(entries[n]).rstrip() for n in names) + "\n"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import sys
 import tempfile
 import weakref
 
@@ -25,6 +28,20 @@ def single_thread_blas(func):
             return func(*args, **kwargs)
 
     return wrapper
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def outside_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning issued by the caller of this function
+    point at the first frame outside the package (the user's call), however deep
+    in the package it was issued."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+            _PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 class SpillFile:
@@ -77,6 +94,19 @@ class SpillFile:
             np.ascontiguousarray(a).tofile(self._file)
         self._file.flush()
         self._meta = [(a.dtype, a.shape) for a in arrays]
+
+    def copy(self) -> "SpillFile":
+        """A new file holding what this one holds (copied file to file, not through
+        memory)."""
+        new = SpillFile(self._prefix)
+        if self.holds:
+            new._file = tempfile.TemporaryFile(prefix=self._prefix)
+            new._closer = weakref.finalize(new, new._file.close)
+            self._file.seek(0)
+            shutil.copyfileobj(self._file, new._file)
+            new._file.flush()
+            new._meta = list(self._meta)
+        return new
 
     def read(self) -> list:
         """The arrays of the last :meth:`write`, in its order (new arrays)."""

@@ -175,7 +175,12 @@ def build_parser():
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_bench, _add_plot, _add_perf, _add_inversion):
+        add(sub)
+    return parser
 
+
+def _add_bench(sub):
     b = sub.add_parser("bench", help="run a benchmark configuration (default: quick)")
     b.add_argument("--config", default="quick.toml",
                    help="TOML file, or the name of a shipped one (quick, fig1_20news, ...)")
@@ -196,6 +201,8 @@ def build_parser():
                    help="allow downloading missing 20news / real-sim files")
     b.set_defaults(func=_bench)
 
+
+def _add_plot(sub):
     p = sub.add_parser("plot", help="plot a results CSV (or folder) and print its summary")
     p.add_argument("results", help="results.csv or the benchmark's output folder")
     p.add_argument("-o", "--output", default="convergence.png", help="figure file")
@@ -204,6 +211,8 @@ def build_parser():
     p.add_argument("--title")
     p.set_defaults(func=_plot)
 
+
+def _add_perf(sub):
     f = sub.add_parser("perf", help="yardstick (best, target, floor per seed) and the "
                        "performance ratios of a benchmark run")
     f.add_argument("--results", default="results/fig1_20news",
@@ -218,6 +227,8 @@ def build_parser():
                    "yardsticks_DATASET.json beside --out); floors are always re-timed")
     f.set_defaults(func=_perf)
 
+
+def _add_inversion(sub):
     i = sub.add_parser("inversion",
                        help="quality of the L-BFGS inverse with and without OPA (Fig. 2)")
     i.add_argument("--dataset", default="breast-cancer")
@@ -230,7 +241,6 @@ def build_parser():
     i.add_argument("--data-home")
     i.add_argument("-o", "--output", default="inversion.png")
     i.set_defaults(func=_inversion)
-    return parser
 
 
 def main(argv=None):

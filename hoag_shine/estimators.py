@@ -1,10 +1,12 @@
 """scikit-learn estimators whose regularisation is tuned by hypergradient descent.
 
-The estimators are thin: their (flat, scikit-learn-required) constructor
-parameters become one :class:`~hoag_shine.outer.HoagOptions`, the data
-become one bilevel problem per split, and :func:`~hoag_shine.outer.hoag` does
-the tuning. They import :mod:`hoag_shine.outer` and :mod:`hoag_shine.problems`
-only.
+The estimators adapt, :mod:`hoag_shine.outer` tunes: their (flat,
+scikit-learn-required) constructor parameters become one
+:class:`~hoag_shine.outer.HoagOptions`, their input is validated and split,
+and :func:`~hoag_shine.outer.tune.tune` returns the search's result, history,
+scores and final fits as one value, which ``fit`` turns into the fitted
+attributes in one place. The outer loop's stops are put in the estimator's
+words here (``C_bounds``), from the values the search returns.
 """
 
 from __future__ import annotations
@@ -12,23 +14,22 @@ from __future__ import annotations
 import logging
 import numbers
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit, log_expit, log_softmax, softmax
-from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit, check_cv
 from sklearn.utils.class_weight import compute_class_weight
-from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping, process_routing
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._cv import check_splits, make_cv, metadata_router, split_params
 from ._params import (Callable, Instance, Interval, InvalidParameterError, Options, Pair,
-                      validate_params)
-from ._utils import single_thread_blas
-from .outer import HoagOptions, fit_inner, hoag
+                      parameter_docs, validate_params)
+from ._utils import outside_stacklevel, single_thread_blas
+from .outer import HoagOptions, Wording, warn_stop
+from .outer.tune import tune
 from .problems import (LogisticProblem, MultinomialLogisticProblem, RidgeProblem,
                        check_sample_weight)
 
@@ -39,10 +40,6 @@ _D = HoagOptions()
 
 #: The constructor parameters that are HoagOptions fields under the same name.
 _HOAG_PARAMS = tuple(n for n in HoagOptions.names() if n != "bounds")
-
-#: Final fits whose parameters times samples are at most this are polished by
-#: Newton steps (a few milliseconds there; 1.4 s on digits' 649 x 1257).
-_POLISH_MAX_SIZE = 100_000
 
 _POSITIVE = Interval(numbers.Real, 0, None, closed="neither")
 
@@ -59,63 +56,8 @@ _COMMON_CONSTRAINTS = {
     "penalty_groups": ["no_validation"],
 }
 
-_SHARED_DOC = """
-    hypergradient : {"shine", "shine-opa", "shine-refine", "cg", "truncated-cg", \\
-"jacobian-free", "exact"} or HypergradientStrategy, default="shine"
-        How the hypergradient's inverse-Hessian-vector product is approximated.
-    hypergradient_params : dict, default=None
-        Constructor parameters of the strategy, e.g. ``{"max_iter": 5}``.
-    max_iter : int, default=30
-        Outer (hyperparameter) iterations.
-    tol : float, default=1e-2
-        Stop when a step changes the log-penalty by at most ``tol`` (the
-        penalty by about 1%).
-    value_tol : float, default=1e-4
-        Also stop when the validation loss has settled: it decreased by at most
-        ``value_tol`` (relative) over the last ``patience`` outer iterations, or
-        the next step promises no more than that.
-    patience : int, default=5
-        Outer iterations over which ``value_tol`` is measured.
-    stop_eps : float or None, default=None
-        When given, the stopping tests count only once the relative inner
-        tolerance is at most ``stop_eps`` (see :class:`~hoag_shine.HoagOptions`).
-    tol_schedule : {"exponential", "quadratic", "cubic", "exact"} or callable, \\
-default="exponential"
-        How the relative inner tolerance shrinks along the outer iterations.
-    eps0 : float, default=1e-2
-        First relative inner tolerance.
-    decay : float, default=0.6
-        Factor of the exponential schedule.
-    maxcor : int, default=30
-        L-BFGS memory of the inner solver (curvature pairs SHINE reuses).
-    max_inner_iter : int, default=1000
-        Iteration cap of each inner solve.
-    step_rule : {"secant", "hoag"}, default="secant"
-        Outer step: safeguarded secant (Barzilai-Borwein) or HOAG's 1/L rule.
-    step_growth : float, default=0.95
-        HOAG's factor on the outer Lipschitz estimate after a good step.
-    first_step : float, default=2.0
-        Change of the log-penalty in the first step.
-    max_step : float, default=3.0
-        Largest change of the log-penalty in one secant step.
-    max_step_ratio : float, default=3.0
-        No step moves the log-penalty by more than this times the last
-        accepted move.
-    warm_memory : bool, default=True
-        Carry the exactly shifted L-BFGS pairs across outer iterations.
-    pairs_memory_mb : float, default=1024
-        Memory, in MB, the L-BFGS pairs of all folds may take together (the
-        refit's too). Above it they are stored in single precision, and then the
-        pairs of folds at rest wait in temporary files (see ``HoagOptions``).
-    inner_solver : {"numpy", "scipy"}, default="numpy"
-        The project's L-BFGS (starts from the carried pairs) or SciPy's L-BFGS-B.
-    max_time : float or None, default=None
-        Wall-clock budget of the outer loop, in seconds.
-    n_jobs : int or None, default=None
-        Folds solved in parallel, with a joblib backend chosen by
-        ``joblib.parallel_config`` (e.g. ``backend="threading"``); with joblib's
-        default the folds run in this thread, which measured faster (see
-        :class:`~hoag_shine.HoagOptions`).
+# The settings shared with hoag are documented once, in HoagOptions.
+_SHARED_DOC = "\n" + parameter_docs(HoagOptions.__doc__, _HOAG_PARAMS) + """\
     cv : int, cross-validation generator, iterable or "holdout", default=None
         ``None``: 5 folds, stratified for a classifier (as in
         ``LogisticRegressionCV``). An int: that many folds (stratified for a
@@ -132,16 +74,13 @@ default="exponential"
         Fit an unpenalised intercept.
     refit : bool, default=True
         Refit on all the data at the chosen penalty (started from the folds'
-        mean solution with several folds, from zero with one split: on 20news
-        the mean of 5 folds' solutions halved the refit's iterations, one
-        fold's solution made them longer). ``False`` keeps the average of the
-        folds' coefficients, each solved at the chosen penalty.
+        mean solution with several folds, from zero with one split).
+        ``False`` keeps the average of the folds' coefficients, each solved at
+        the chosen penalty.
     final_tol : float, default=1e-4
         Relative gradient tolerance of the final fit(s): ``||grad|| <=
-        final_tol * ||grad(0)||``. On 20news the test log-loss is then within
-        0.1% of the exact fit's (``1e-8``: the same, at four times the cost).
-        Small problems (parameters times samples at most 100,000) are then
-        polished by Newton steps to machine precision.
+        final_tol * ||grad(0)||``. Small problems (parameters times samples at
+        most 100,000) are then polished by Newton steps to machine precision.
     random_state : int, RandomState instance or None, default=None
         Seeds the hold-out split of ``cv="holdout"``.
     verbose : int, default=0
@@ -151,14 +90,6 @@ default="exponential"
     callback : callable, default=None
         Passed to :func:`hoag_shine.hoag`; raise ``StopIteration`` to stop.
 """
-
-
-#: First step of the per-class stage of ``multi_class_C="per-class"`` (log scale, root
-#: mean square over the classes): it starts at the shared optimum.
-_PER_CLASS_FIRST_STEP = 0.5
-
-#: Conjugate-gradient iterations refining SHINE's backward vectors in that stage.
-_PER_CLASS_REFINE = 10
 
 
 def _unique_labels(y):
@@ -176,6 +107,25 @@ def _squeeze(values):
     return float(values[0]) if values.shape[0] == 1 else np.array(values)
 
 
+@contextmanager
+def _verbose(level):
+    """``level > 0``: the outer loop's INFO records go to stderr for this fit, unless
+    the application already configured the ``"hoag_shine"`` logger."""
+    logger = logging.getLogger("hoag_shine")
+    old_level, handler = logger.level, None
+    if level:
+        logger.setLevel(logging.INFO)
+        if not logger.handlers:
+            handler = logging.StreamHandler()
+            logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.setLevel(old_level)
+        if handler is not None:
+            logger.removeHandler(handler)
+
+
 class _HoagCV(BaseEstimator):
     """What the hypergradient-tuned estimators share.
 
@@ -183,9 +133,8 @@ class _HoagCV(BaseEstimator):
     name their start and bounds (``_start_param``, ``_bounds_param``), turn
     them into log-penalties (``_log_penalty``) and build one bilevel problem
     per split (``_problem``); this class validates the parameters once, turns
-    them into :class:`~hoag_shine.HoagOptions`, runs
-    :func:`~hoag_shine.hoag` on the splits' problems, keeps its trace and makes
-    the final fit.
+    them into :class:`~hoag_shine.HoagOptions`, splits the data and calls
+    :func:`~hoag_shine.outer.tune.tune`.
     """
 
     _start_param = "C0"
@@ -200,19 +149,6 @@ class _HoagCV(BaseEstimator):
         """The ``history_`` entries of the penalties, named as the estimator names them."""
         raise NotImplementedError
 
-    def _check_penalty_groups(self, n_features):
-        groups = self.penalty_groups
-        if groups is None:
-            return
-        got = len(groups) if np.ndim(groups) == 1 else repr(groups)
-        if got != n_features:
-            raise ValueError(f"penalty_groups must give one group per feature ({n_features}), "
-                             f"got {got}.")
-
-    def _log_bounds(self):
-        """Bounds of the log-penalty, lower first."""
-        return tuple(sorted(self._log_penalty(b) for b in getattr(self, self._bounds_param)))
-
     def _hoag_options(self) -> HoagOptions:
         """Validate every constructor parameter once; the outer loop's settings."""
         # The estimator's own parameters here; the shared ones by HoagOptions
@@ -226,106 +162,50 @@ class _HoagCV(BaseEstimator):
                 f"{name}={start!r} lies outside {bname}={bounds!r}; choose a starting value "
                 f"inside the searched range or widen {bname}."
             )
-        return HoagOptions(bounds=self._log_bounds(),
-                           **{k: getattr(self, k) for k in _HOAG_PARAMS})
+        log_bounds = tuple(sorted(self._log_penalty(b) for b in bounds))
+        return HoagOptions(bounds=log_bounds, **{k: getattr(self, k) for k in _HOAG_PARAMS})
 
-    def _run_hoag(self, problems, options):
-        """Run the outer loop on the splits' problems; keep its result and trace.
+    def _wording(self) -> Wording:
+        """How this estimator names the search's bounds (its own parameter, in the
+        direction of its own strength)."""
+        lo, hi = getattr(self, self._bounds_param)
+        return Wording(bounds_name=self._bounds_param, bounds_text=f"({lo:g}, {hi:g})",
+                       flip=self._log_penalty(2.0) < self._log_penalty(1.0))
 
-        Several penalties of a multinomial model (one ``C`` per class) are tuned
-        in two stages: one ``C`` shared by the classes first, then one per class
-        from there (the folds' solutions as warm starts), so that the per-class
-        search starts at the shared answer, ends at a validation loss no higher
-        than it, and spends its steps on what the classes' penalties add.
-        """
-        n_hyper = problems[0].n_hyper
+    def _splits(self, X, y, sample_weight, params, classifier):
+        """The checked ``(train, validation)`` splits of ``X``."""
+        if self.penalty_groups is not None:
+            groups = self.penalty_groups
+            got = len(groups) if np.ndim(groups) == 1 else repr(groups)
+            if got != X.shape[1]:
+                raise ValueError(f"penalty_groups must give one group per feature "
+                                 f"({X.shape[1]}), got {got}.")
+        cv = make_cv(self.cv, y, classifier, self.validation_fraction, self.random_state)
+        return check_splits(cv, X, y, classifier, split_params(self, sample_weight, params))
+
+    def _tune(self, make_problem, X, targets, splits, weights, options, staged=False):
+        """:func:`~hoag_shine.outer.tune.tune`, its warnings pointing at the caller of
+        ``fit`` and its stops in this estimator's words."""
         start = getattr(self, self._start_param)
-        alpha0 = None if start is None else np.full(n_hyper, self._log_penalty(start))
-        if n_hyper > 1 and hasattr(problems[0], "with_penalty"):
-            shared = [p.with_penalty("shared") for p in problems]
-            first = self._hoag_stage(shared, options, None if start is None else alpha0[:1],
-                                     keep_memory=True)
-            # The second stage solves at the tolerance where the first ended, held
-            # constant, with a short first step (the per-class penalties refine the
-            # shared one). Measured on digits (seed 0, 5 folds): the schedule going
-            # on from there (decay 0.6) ran every late inner solve into
-            # max_inner_iter (29.7 s, test log-loss 0.0908); started again at eps0,
-            # the warm solutions met its first tolerances without an iteration, so
-            # on 20news the first per-class steps were accepted at the shared
-            # solutions (no information); held constant: 4.6 s, 0.0881.
-            eps_last = [r["eps"] for r in first.trace if r["accepted"]][-1]
-            settings = dict(first_step=min(options.first_step, _PER_CLASS_FIRST_STEP),
-                            eps0=min(options.eps0, eps_last), decay=1.0)
-            if options.strategy.name in ("shine", "shine-opa"):
-                # The per-class hypergradient's components are small differences (which
-                # class wants more penalty) that SHINE's own error swamps: on digits, with
-                # the carried pairs, every per-class step it gave was rejected; refined
-                # by 10 conjugate-gradient iterations per fold: test log-loss 0.0835 in
-                # 10.7 s (SHINE with empty pairs: 0.0881 in 5.4 s; CG: 0.0810 in 36 s).
-                settings.update(hypergradient="shine-refine",
-                                hypergradient_params={"max_iter": _PER_CLASS_REFINE})
-            if options.max_time is not None:
-                settings["max_time"] = max(options.max_time - first.time, 0.0)
-            # x0=first: the folds' solutions and L-BFGS pairs go on (the layout is the
-            # same: the pairs shift exactly to any per-class penalties).
-            res = self._hoag_stage(problems, options.replace(**settings),
-                                   np.full(n_hyper, first.alpha[0]), x0=first)
-            if res.status == 2:  # the budget is the user's, for both stages
-                res.message = (f"stopped by the time budget max_time={options.max_time}s (the "
-                               f"per-class stage had {settings['max_time']:.3g}s of it left)")
-            if not res.fun <= first.fun:  # (the folds' loss as solved: never above the shared)
-                res.update(alpha=np.full(n_hyper, first.alpha[0]), x=first.x, fun=first.fun,
-                           message=res.message + "; the per-class penalties did not lower "
-                           "the shared penalty's validation loss: it is kept")
-            self._keep_result(res, before=first)
-            return res
-        res = self._hoag_stage(problems, options, alpha0)
-        self._keep_result(res)
-        return res
+        alpha0 = None if start is None else self._log_penalty(start)
+        with warnings.catch_warnings(record=True) as caught, _verbose(self.verbose):
+            warnings.simplefilter("always")
+            tuning = tune(make_problem, X, targets, splits, weights, options, alpha0=alpha0,
+                          staged=staged, refit=self.refit, final_tol=self.final_tol,
+                          callback=self.callback)
+        for w in caught:  # pointing at the caller of fit
+            warnings.warn(w.message, w.category, stacklevel=outside_stacklevel())
+        for stop, opts in tuning.stops:
+            warn_stop(stop, opts, self._wording(), stacklevel=outside_stacklevel())
+        tuning.result.pop("memory", None)  # (the folds' pairs: not kept by an estimator)
+        return tuning
 
-    def _hoag_stage(self, problems, options, alpha0, x0=None, keep_memory=False):
-        """One outer loop (verbose logging, warnings in the estimator's words)."""
-        # verbose > 0: the outer loop's INFO records go to stderr for this fit,
-        # unless the application already configured the "hoag_shine" logger.
-        logger = logging.getLogger("hoag_shine")
-        old_level, handler = logger.level, None
-        if self.verbose:
-            logger.setLevel(logging.INFO)
-            if not logger.handlers:
-                handler = logging.StreamHandler()
-                logger.addHandler(handler)
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                res = hoag(problems, alpha0, options=options, x0=x0, callback=self.callback)
-        finally:
-            logger.setLevel(old_level)
-            if handler is not None:
-                logger.removeHandler(handler)
-        for w in caught:  # in the estimator's own words, pointing at the caller of fit
-            warnings.warn(self._translate(str(w.message), options), w.category, stacklevel=6)
-        if not keep_memory:
-            res.pop("memory", None)  # (the folds' pairs: not kept by a fitted estimator)
-        return res
-
-    def _keep_result(self, res, before=None):
-        """``hoag_result_``, ``n_iter_`` and ``history_`` (``before``: a first stage
-        with one shared penalty, its records first, broadcast to every penalty)."""
-        self.hoag_result_ = res
-        n_hyper = len(res.alpha)
-        cols = res.trace_columns()
-        if before is not None:
-            first = before.trace_columns()
-            first["alpha"] = np.repeat(first["alpha"], n_hyper, axis=1)
-            # (the shared penalty's hypergradient is the sum of the per-class ones,
-            # which were not computed: NaN, as for a rejected step)
-            first["hypergradient"] = np.full((len(first["time"]), n_hyper), np.nan)
-            first_time = before.time  # (its stop check included)
-            cols = {k: np.concatenate([first[k], v + first_time if k == "time" else v])
-                    for k, v in cols.items()}
-        self.n_iter_ = int(len(cols["time"]))
-        one = n_hyper == 1
-        self.history_ = {
+    def _history(self, tuning) -> dict:
+        """``history_``: the search's trace, its penalties named as this estimator
+        names them."""
+        cols = tuning.history
+        one = cols["alpha"].shape[1] == 1
+        return {
             **self._penalty_history(cols["alpha"][:, 0] if one else cols["alpha"]),
             "validation_loss": cols["outer_value"],
             "hypergradient": cols["hypergradient"][:, 0] if one else cols["hypergradient"],
@@ -333,98 +213,6 @@ class _HoagCV(BaseEstimator):
             "forward_time": cols["forward_time"], "backward_time": cols["backward_time"],
             "inner_iter": cols["inner_iter"], "n_hvp": cols["n_hvp"],
         }
-
-    def _translate(self, message, options):
-        """A message of the outer loop, naming the estimator's parameters: its bounds on
-        the penalty (``C_bounds`` / ``alpha_bounds``) instead of ``bounds``."""
-        bname = self._bounds_param
-        lo, hi = getattr(self, bname)
-        message = message.replace(f"bounds={options.bounds}", f"{bname}=({lo:g}, {hi:g})")
-        if self._log_penalty(2.0) < self._log_penalty(1.0):  # C: alpha's upper is C's lower
-            message = (message.replace("the lower bound", "the @@ bound")
-                       .replace("the upper bound", "the lower bound")
-                       .replace("the @@ bound", "the upper bound"))
-        return message.replace("widen bounds", f"widen {bname}")
-
-    def _tune(self, make_problem, X, targets, splits, weights, options):
-        """Tune one penalty shared by ``targets`` (y arrays) over the splits; fit at it.
-
-        ``make_problem(X_tr, y_tr, X_va, y_va, w_tr, w_va) -> (problem, meta)``
-        builds one bilevel problem (``meta``: what the model's coefficients need
-        besides ``x``, e.g. centring offsets). Sets ``scores_`` and
-        ``best_score_``; returns the outer result and, per target, the final
-        fits ``[(problem, x, meta)]``: one on all the data (``refit``) or one
-        per split.
-        """
-        w_train, w_val = weights
-
-        def sub(w, idx):
-            return None if w is None else w[idx]
-
-        built = [make_problem(X[tr], t[tr], X[va], t[va], sub(w_train, tr), sub(w_val, va))
-                 for tr, va in splits for t in targets]
-        problems = [p for p, _ in built]
-        res = self._run_hoag(problems, options)
-        xs = res.x if isinstance(res.x, list) else [res.x]
-        n_t = len(targets)
-        # Validation criterion per split at the chosen penalty: a mean loss per
-        # sample (and target), negated as scikit-learn's scores are.
-        self.scores_ = np.array([
-            -sum(problems[k * n_t + j].outer_value_grad(xs[k * n_t + j], res.alpha)[0]
-                 for j in range(n_t)) / (n_t * (len(va) if w_val is None else w_val[va].sum()))
-            for k, (_, va) in enumerate(splits)])
-        self.best_score_ = float(np.mean(self.scores_))
-        finals = []
-        for j, t in enumerate(targets):
-            fold_x = xs[j::n_t]
-            if self.refit:
-                full, meta = make_problem(X, t, X[:1], t[:1], w_train, sub(w_val, slice(0, 1)))
-                x0 = np.mean(fold_x, axis=0) if len(fold_x) > 1 else None
-                finals.append([(full, self._final_fit(full, x0, res.alpha), meta)])
-            else:
-                finals.append([(p, self._final_fit(p, xk, res.alpha), m)
-                               for (p, m), xk in zip(built[j::n_t], fold_x)])
-        return res, finals
-
-    def _final_fit(self, problem, x0, alpha):
-        res = fit_inner(problem, alpha, tol=self.final_tol, x0=x0, maxcor=self.maxcor,
-                        max_iter=max(10 * self.max_inner_iter, 1000), solver="numpy",
-                        pairs_memory_mb=self.pairs_memory_mb)
-        if problem.n_params * problem.X_train.shape[0] <= _POLISH_MAX_SIZE:
-            # Small problems: Newton steps to machine precision, so that the model
-            # does not depend on the solver's path (order of the samples, weights
-            # as repeated rows) even where the penalty is weak.
-            res = fit_inner(problem, alpha, tol=1e-14, x0=res.x, max_iter=0, polish=True)
-        tol = self.final_tol * problem.gradient_scale(alpha)
-        if not res.success and res.grad_norm > 1e3 * tol:
-            warnings.warn(
-                f"The final fit at log-penalty {alpha} stopped with ||grad|| = "
-                f"{res.grad_norm:.3g}, above final_tol * ||grad(0)|| = {tol:.3g} "
-                f"({res.message}). Increase max_inner_iter or final_tol.",
-                ConvergenceWarning, stacklevel=6,  # the caller of fit
-            )
-        return res.x
-
-    # -- splits and metadata routing ------------------------------------------
-    def _cv(self, y, classifier):
-        """The splitter: 5 folds by default (stratified for a classifier), ``"holdout"``
-        for one split of ``validation_fraction``, or what ``cv`` says."""
-        if isinstance(self.cv, str):
-            if self.cv != "holdout":
-                raise InvalidParameterError(
-                    f"cv must be None, an int, a splitter, an iterable of splits or "
-                    f"'holdout'; got {self.cv!r}.")
-            n_val = int(np.ceil(self.validation_fraction * len(y)))
-            n_min = len(np.unique(y)) if classifier else 1
-            if len(y) - n_val < n_min or (classifier and n_val < n_min):
-                raise ValueError(
-                    f"Too few samples ({len(y)}) for a validation split of validation_fraction="
-                    f"{self.validation_fraction}: the training part would be empty"
-                    + (" or miss a class" if classifier else "")
-                    + ". Provide more data or change validation_fraction.")
-            split = StratifiedShuffleSplit if classifier else ShuffleSplit
-            return split(n_splits=1, test_size=n_val, random_state=self.random_state)
-        return check_cv(5 if self.cv is None else self.cv, y, classifier=classifier)
 
     def get_metadata_routing(self):
         """How ``fit``'s metadata are routed: ``sample_weight`` to this estimator,
@@ -434,55 +222,7 @@ class _HoagCV(BaseEstimator):
         -------
         routing : MetadataRouter
         """
-        router = MetadataRouter(owner=type(self).__name__).add_self_request(self)
-        if not isinstance(self.cv, str):
-            router.add(splitter=check_cv(5 if self.cv is None else self.cv),
-                       method_mapping=MethodMapping().add(caller="fit", callee="split"))
-        return router
-
-    def _split_params(self, sample_weight, params):
-        """The parameters of ``cv.split``: routed when metadata routing is on, else
-        ``groups`` only (as scikit-learn's search estimators accept it)."""
-        if get_config().get("enable_metadata_routing", False):
-            routed = process_routing(self, "fit", sample_weight=sample_weight, **params)
-            return dict(routed.splitter.split) if "splitter" in routed else {}
-        unknown = set(params) - {"groups"}
-        if unknown:
-            raise TypeError(
-                f"fit() got unexpected parameter(s) {sorted(unknown)}; without metadata "
-                "routing only groups is passed to the splitter (enable routing with "
-                "sklearn.set_config(enable_metadata_routing=True) to route others).")
-        return {k: v for k, v in params.items() if v is not None}
-
-    def _check_splits(self, cv, X, y, labels, split_params):
-        """The splits of ``cv``, checked: indices in range, non-empty parts, and (with
-        ``labels``) two classes or more in each training part."""
-        try:
-            splits = [(np.asarray(tr), np.asarray(va)) for tr, va in cv.split(X, y,
-                                                                             **split_params)]
-        except ValueError as exc:
-            hint = ("pass groups=... to fit" if "groups" in str(exc) else
-                    "provide more samples (per class, for a classifier) or fewer folds")
-            raise ValueError(f"The cross-validation split failed: {exc} Fix: {hint}.") from None
-        if not splits:
-            raise ValueError("cv gave no split; give at least one (train, validation) pair.")
-        n = len(y)
-        for k, (train, val) in enumerate(splits):
-            for part, idx in (("training", train), ("validation", val)):
-                if len(idx) == 0:
-                    raise ValueError(f"The {part} part of split {k} is empty; provide more "
-                                     "data or change the split.")
-                if not np.issubdtype(idx.dtype, np.integer) or idx.min() < -n or idx.max() >= n:
-                    raise ValueError(f"The {part} part of split {k} holds indices that are not "
-                                     f"integers in [0, {n}); cv must index the rows of X.")
-                if labels is None or part == "validation":
-                    continue  # a validation part may miss classes (its loss is defined)
-                if len(np.unique(y[idx])) < 2:
-                    raise ValueError(
-                        f"The training part of split {k} holds one class only; each training "
-                        "part needs two classes or more. Use a stratified splitter, more data, "
-                        "or fewer folds.")
-        return splits
+        return metadata_router(self)
 
 
 class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
@@ -603,6 +343,25 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         self : ShineLogisticRegressionCV
         """
         options = self._hoag_options()
+        X, y, sample_weight = self._check_data(X, y, sample_weight)
+        splits = self._splits(X, y, sample_weight, params, classifier=True)
+        staged = self.multi_class_C == "per-class" and len(self.classes_) > 2
+        tuning = self._tune(self._problem, X, [y], splits,
+                            (self._class_weighted(y, sample_weight), sample_weight),
+                            options, staged=staged)
+        res = tuning.result
+        coefs = [p.coef_intercept(xk) for p, xk, _ in tuning.fits[0]]
+        coef = np.mean([np.atleast_2d(w) for w, _ in coefs], axis=0)
+        self.alpha_, self.C_ = _squeeze(res.alpha), _squeeze(np.exp(-res.alpha))
+        self.coef_ = coef.reshape(-1, X.shape[1])
+        self.intercept_ = np.atleast_1d(np.mean([b for _, b in coefs], axis=0)).astype(float)
+        self.hoag_result_, self.history_ = res, self._history(tuning)
+        self.n_iter_ = int(len(self.history_["time"]))
+        self.scores_, self.best_score_ = tuning.scores, float(np.mean(tuning.scores))
+        return self
+
+    def _check_data(self, X, y, sample_weight):
+        """Validated ``X``, ``y`` and weights; sets ``classes_``."""
         X, y = validate_data(self, X, y, accept_sparse=("csr", "csc"), dtype=np.float64,
                              y_numeric=False, multi_output=False, ensure_min_samples=2)
         y = column_or_1d(y, warn=True)
@@ -618,9 +377,6 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
             raise ValueError("penalty_groups applies to binary targets; with "
                              f"{len(self.classes_)} classes use multi_class_C='per-class' or "
                              "'shared'.")
-        self._check_penalty_groups(X.shape[1])
-        if sp.issparse(X):
-            X = X.tocsr()
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
         if sample_weight is not None:
             weighted = np.unique(y[sample_weight > 0])
@@ -628,18 +384,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
                 raise ValueError(
                     f"Only one class ({weighted[0]!r}) has samples of positive weight; this "
                     "solver needs samples of at least 2 classes.")
-        split_params = self._split_params(sample_weight, params)
-        splits = self._check_splits(self._cv(y, True), X, y, self.classes_, split_params)
-        res, (fits,) = self._tune(self._problem, X, [y], splits,
-                                  (self._class_weighted(y, sample_weight), sample_weight),
-                                  options)
-        self.alpha_ = _squeeze(res.alpha)
-        self.C_ = _squeeze(np.exp(-res.alpha))
-        coefs = [p.coef_intercept(xk) for p, xk, _ in fits]
-        coef = np.mean([np.atleast_2d(w) for w, _ in coefs], axis=0)
-        self.coef_ = coef.reshape(-1, X.shape[1])
-        self.intercept_ = np.atleast_1d(np.mean([b for _, b in coefs], axis=0)).astype(float)
-        return self
+        return (X.tocsr() if sp.issparse(X) else X), y, sample_weight
 
     def _class_weighted(self, y, sample_weight):
         """Training weights: ``sample_weight`` times ``class_weight`` (computed on all
@@ -730,6 +475,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         if d.ndim == 2:
             return log_softmax(d, axis=1)
         return np.column_stack([log_expit(-d), log_expit(d)])
+
 
 
 class ShineRidgeCV(RegressorMixin, _HoagCV):
@@ -838,8 +584,7 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         ``Ridge``; the solution is the same). An explicit intercept has
         curvature ``n_train`` against ``alpha`` plus the features' for the
         weights: an ill-conditioned inner Hessian whose L-BFGS estimate, hence
-        SHINE's hypergradient, is poor (on diabetes with 5 folds SHINE then
-        stopped at alpha = 0.04, 100x the optimum).
+        SHINE's hypergradient, is poor.
 
         Returns
         -------
@@ -889,6 +634,20 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         self : ShineRidgeCV
         """
         options = self._hoag_options()
+        X, y, sample_weight = self._check_data(X, y, sample_weight)
+        splits = self._splits(X, y, sample_weight, params, classifier=False)
+        Y = y.reshape(len(y), -1)
+        groups = ([[t] for t in range(Y.shape[1])] if self.alpha_per_target
+                  else [list(range(Y.shape[1]))])
+        tunings = [self._tune(self._problem, X, [Y[:, t] for t in cols], splits,
+                              (sample_weight, sample_weight), options) for cols in groups]
+        coefs = {t: [self._coef_intercept(p, xk, m) for p, xk, m in fit]
+                 for cols, tuning in zip(groups, tunings) for t, fit in zip(cols, tuning.fits)}
+        self._set_fitted(tunings, coefs, y.ndim == 2)
+        return self
+
+    def _check_data(self, X, y, sample_weight):
+        """Validated ``X``, numeric ``y`` and weights."""
         X, y = validate_data(self, X, y, accept_sparse=("csr", "csc"), dtype=np.float64,
                              y_numeric=True, multi_output=True, ensure_min_samples=2)
         try:
@@ -898,40 +657,25 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
                              "use ShineLogisticRegressionCV.") from None
         if not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or infinite values; remove or impute them.")
-        self._check_penalty_groups(X.shape[1])
-        if sp.issparse(X):
-            X = X.tocsr()
         sample_weight = check_sample_weight(sample_weight, X.shape[0])
-        split_params = self._split_params(sample_weight, params)
-        splits = self._check_splits(self._cv(y, False), X, y, None, split_params)
-        Y = y.reshape(len(y), -1)
-        groups = ([[t] for t in range(Y.shape[1])] if self.alpha_per_target
-                  else [list(range(Y.shape[1]))])
-        results, coefs, scores = [], {}, []
-        for cols in groups:
-            res, fits = self._tune(self._problem, X, [Y[:, t] for t in cols], splits,
-                                   (sample_weight, sample_weight), options)
-            results.append((res, dict(self.history_)))
-            scores.append(self.scores_)
-            for t, fit in zip(cols, fits):
-                coefs[t] = [self._coef_intercept(p, xk, m) for p, xk, m in fit]
-        self._set_fitted(results, coefs, scores, y.ndim == 2)
-        return self
+        return (X.tocsr() if sp.issparse(X) else X), y, sample_weight
 
-    def _set_fitted(self, results, coefs, scores, multi_output):
-        """The fitted attributes from the outer results and final fits of every target."""
-        one = len(results) == 1
-        alphas = np.array([res.alpha for res, _ in results])  # (n_groups of targets, n_hyper)
+    def _set_fitted(self, tunings, coefs, multi_output):
+        """The fitted attributes from the tunings and final fits of every target."""
+        one = len(tunings) == 1
+        alphas = np.array([t.result.alpha for t in tunings])  # (n_tunings, n_hyper)
         if one:
             self.log_alpha_ = _squeeze(alphas[0])
         else:  # one per target: (n_targets,), or (n_targets, n_hyper) with penalty_groups
             self.log_alpha_ = alphas[:, 0] if alphas.shape[1] == 1 else alphas
         self.alpha_ = (float(np.exp(self.log_alpha_)) if np.ndim(self.log_alpha_) == 0
                        else np.exp(self.log_alpha_))
-        self.hoag_result_ = results[0][0] if one else [res for res, _ in results]
-        self.history_ = results[0][1] if one else [h for _, h in results]
-        self.n_iter_ = int(results[0][0].nit) if one else np.array([r.nit for r, _ in results])
-        self.scores_ = scores[0] if one else np.mean(scores, axis=0)
+        histories = [self._history(t) for t in tunings]
+        self.hoag_result_ = tunings[0].result if one else [t.result for t in tunings]
+        self.history_ = histories[0] if one else histories
+        self.n_iter_ = (len(histories[0]["time"]) if one
+                        else np.array([len(h["time"]) for h in histories]))
+        self.scores_ = tunings[0].scores if one else np.mean([t.scores for t in tunings], axis=0)
         self.best_score_ = float(np.mean(self.scores_))
         coef = np.array([np.mean([w for w, _ in coefs[t]], axis=0) for t in sorted(coefs)])
         intercept = np.array([np.mean([b for _, b in coefs[t]]) for t in sorted(coefs)])

@@ -89,6 +89,9 @@ class HypergradientStrategy:
         Jacobian-Free, which drops ``H^{-1}``).
     uses_opa : bool
         Whether the inner solver must insert OPA pairs (:class:`ShineOPA`).
+
+    The outer loop reads these flags through the properties below
+    (:attr:`needs_stop_check`, :attr:`correction_is_z`), in one place each.
     """
 
     name = "base"
@@ -97,6 +100,25 @@ class HypergradientStrategy:
     warm_start = False
     approximates_inverse = True
     uses_opa = False
+
+    @property
+    def needs_stop_check(self) -> bool:
+        """Whether a small step may be this strategy's own error (it estimates
+        ``H^-1`` without Hessian products: SHINE), so that a stop on ``tol`` is
+        checked by conjugate gradient first."""
+        return self.approximates_inverse and not self.uses_hessp
+
+    @property
+    def correction_is_z(self) -> bool:
+        """Whether ``z`` itself is the vector of the first-order correction of the
+        outer value (``H^-1 grad_x g``); otherwise the inner solver's estimate
+        applied to ``grad_x g`` is (Jacobian-Free)."""
+        return self.approximates_inverse
+
+    def opa(self, problem, alpha, k):
+        """What the inner solver of outer iteration ``k`` must insert OPA pairs along:
+        ``(direction, period)`` (``direction(x) = grad_x g(x, alpha)``), or ``None``."""
+        return None
 
     def solve(self, hessp, b, *, eps, init=None, memory=None):  # pragma: no cover
         """Approximate ``H^{-1} b``.
@@ -335,6 +357,9 @@ class ShineOPA(Shine):
     def opa_period(self, k: int) -> int:
         """OPA period (inner iterations) at outer iteration ``k``."""
         return max(int(self.min_freq), int(self.freq) // (1 + int(k) // int(self.speedup)))
+
+    def opa(self, problem, alpha, k):
+        return (lambda v: problem.outer_value_grad(v, alpha)[1]), self.opa_period(k)
 
 
 class JacobianFree(HypergradientStrategy):

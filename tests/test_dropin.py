@@ -204,7 +204,7 @@ def test_multi_output_ridge_matches_closed_forms(per_target):
 def test_n_jobs_threads_only_with_a_chosen_backend(monkeypatch):
     import joblib
 
-    import hoag_shine.outer.folds as folds
+    import hoag_shine.outer.workers as folds
 
     made = []
     real = folds.Parallel

@@ -236,9 +236,9 @@ def test_multiclass_per_class_C_and_binary_per_group_C():
 def test_per_class_stage_that_does_not_help_keeps_the_shared_C(monkeypatch):
     # A per-class stage ending above the shared stage's validation loss (forced here)
     # is not used: the shared C for every class, its solutions, and a message.
-    import hoag_shine.estimators as est_module
+    import hoag_shine.outer.tune as tune_module
 
-    real = est_module.hoag
+    real = tune_module.run_hoag
 
     def worse_second_stage(problems, alpha0=None, **kw):
         res = real(problems, alpha0, **kw)
@@ -248,7 +248,7 @@ def test_per_class_stage_that_does_not_help_keeps_the_shared_C(monkeypatch):
 
     X, y = _three_classes(seed=1)
     shared = ShineLogisticRegressionCV(random_state=0).fit(X, y)
-    monkeypatch.setattr(est_module, "hoag", worse_second_stage)
+    monkeypatch.setattr(tune_module, "run_hoag", worse_second_stage)
     clf = ShineLogisticRegressionCV(multi_class_C="per-class", random_state=0).fit(X, y)
     np.testing.assert_allclose(clf.C_, np.full(3, shared.C_), rtol=1e-12)
     assert "kept" in clf.hoag_result_.message

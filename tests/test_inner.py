@@ -391,7 +391,7 @@ def test_diagonal_metric_with_a_periodic_head_is_not_taken_for_constant():
     # One penalty per class makes the diagonal guess periodic over the coefficients
     # (interleaved by class) with a short tail of intercepts: v.Dv and the scaling
     # must use every entry, not the first entry as a constant head.
-    from hoag_shine.inner import _Diag
+    from hoag_shine.inner import DiagonalMetric as _Diag
 
     diag = np.tile([1.0, 3.0, 7.0], 40)
     diag[-2:] = 0.5

@@ -78,17 +78,18 @@ def test_park_writes_the_vectors_once_and_reads_them_back_shared():
     fold = Fold(problem, np.array([0.0]), None, HoagOptions(), plan)
     fold.forward(np.array([0.0]), 1e-3)
     fold.accept(np.array([0.0]), 1e-3)  # parks: accepted x is the trial's own x
-    assert fold.x is None and fold.jac is None and fold.z is None
+    st = fold.state
+    assert st.x is None and st.jac is None and st.z is None
     assert fold.trial.x is None and fold.memory.nbytes == 0
     fold.unpark()
-    assert fold.x is fold.trial.x and fold.jac is fold.trial.jac  # shared as they were
-    x = fold.x.copy()
+    assert st.x is fold.trial.x and st.jac is fold.trial.jac  # shared as they were
+    x = st.x.copy()
     fold.park()
     fold.unpark()
-    np.testing.assert_array_equal(fold.x, x)
+    np.testing.assert_array_equal(st.x, x)
     no_spill = Fold(problem, np.array([0.0]), None, HoagOptions(), plan._replace(spill=False))
     no_spill.park()  # nothing to do unless the plan spills
-    assert no_spill.x is not None
+    assert no_spill.state.x is not None
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

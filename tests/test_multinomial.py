@@ -137,9 +137,16 @@ def test_a_result_as_x0_carries_the_pairs_from_a_shared_penalty_to_per_class():
     # Pairs said to be at another penalty are shifted wrongly: a worse start.
     wrong = hoag(prob, a, x0=start([(mem.copy(), at + 2.0)]), **kw)
     assert warm.trace[0]["inner_iter"] < wrong.trace[0]["inner_iter"]
-    # The pairs move to the run started from the result (they are updated there).
+    # A run started from the result works on copies of its pairs: the result is not
+    # changed (a second run from it takes the same path), the new result has its own.
+    v = np.random.default_rng(0).standard_normal(prob.n_params)
+    before = mem.inv_hvp(v)
     again = hoag(prob, a, x0=first, **kw)
-    assert "memory" not in first and "memory" in again
+    np.testing.assert_array_equal(first.memory[0][0].inv_hvp(v), before)
+    assert again.memory[0][0] is not mem
+    twice = hoag(prob, a, x0=first, **kw)
+    assert twice.trace[0]["inner_iter"] == again.trace[0]["inner_iter"]
+    np.testing.assert_array_equal(twice.alpha, again.alpha)
     assert warm.trace[0]["outer_value"] == pytest.approx(cold.trace[0]["outer_value"],
                                                          rel=1e-6)
     with pytest.raises(ValueError, match="one \\(memory, alpha\\) per problem"):

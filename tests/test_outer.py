@@ -304,17 +304,18 @@ def test_value_tol_stops_once_the_outer_value_settles():
 
 def test_predicted_decrease_stops_after_two_flat_points():
     from hoag_shine import HoagOptions
-    from hoag_shine.outer.stopping import StoppingRule
+    from hoag_shine.outer.steps import Point
+    from hoag_shine.outer.stopping import StoppingRule, StopReason
 
     rule = StoppingRule(HoagOptions(tol=0, value_tol=1e-3, patience=50))
-    base = {"value": 100.0, "eps": 1e-2}
+    base = Point(alpha=np.zeros(1), value=100.0, value_c=100.0, grad=np.zeros(1), eps=1e-2)
     step = np.array([0.5])
     assert rule.check(step, base, predicted=None) == (None, False)  # no secant model yet
     assert rule.check(step, base, predicted=0.05) == (None, False)  # one flat point
     assert rule.check(step, base, predicted=0.5) == (None, False)  # not flat: count reset
     assert rule.check(step, base, predicted=0.09) == (None, False)
     stop, tighten = rule.check(step, base, predicted=0.1)
-    assert "next step" in stop and not tighten
+    assert stop is StopReason.PREDICTED and not tighten
     # A rejected iteration (no prediction) neither counts nor resets.
     rule = StoppingRule(HoagOptions(tol=0, value_tol=1e-3, patience=50))
     rule.check(step, base, predicted=0.05)
@@ -323,3 +324,57 @@ def test_predicted_decrease_stops_after_two_flat_points():
     # value_tol=0 disables it.
     rule = StoppingRule(HoagOptions(tol=0, value_tol=0))
     assert all(rule.check(step, base, predicted=0.0) == (None, False) for _ in range(3))
+
+
+def test_rewording_every_message_changes_no_result(monkeypatch):
+    # Stops are values; words are made from them once. Replacing every message by
+    # nonsense leaves every decision (and so every result) as it was.
+    import warnings
+
+    import hoag_shine.outer.loop as loop
+    import hoag_shine.outer.stopping as stopping
+    import hoag_shine.outer.tune as tune
+    from hoag_shine import ShineLogisticRegressionCV
+
+    X, y = make_classification_data(150, 6, seed=3)
+    prob = LogisticProblem(X[:100], y[:100], X[100:], y[100:], fit_intercept=True)
+
+    def runs():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a = hoag(prob, [0.0], max_iter=30)
+            b = hoag(prob, [0.0], bounds=(-0.5, 0.5), max_iter=30)
+            c = hoag(prob, [0.0], max_iter=2, tol=0)
+            est = ShineLogisticRegressionCV(cv=3, C_bounds=(1e-3, 1e3)).fit(X, y)
+        return [(r.alpha, r.status, r.nit, r.stop.reason) for r in (a, b, c)], est.C_
+
+    before = runs()
+    for module in (loop, stopping, tune):
+        monkeypatch.setattr(module, "describe", lambda *a, **k: "reworded")
+    monkeypatch.setattr(stopping, "_failure_text", lambda stop: "reworded")
+    after = runs()
+    for (a1, s1, n1, r1), (a2, s2, n2, r2) in zip(before[0], after[0]):
+        np.testing.assert_array_equal(a1, a2)
+        assert (s1, n1, r1) == (s2, n2, r2)
+    assert before[1] == after[1]
+
+
+def test_stops_are_values_and_bound_warnings_carry_the_side():
+    from hoag_shine.outer import BoundWarning, StopReason
+
+    X, y = make_classification_data(150, 6, seed=3)
+    prob = LogisticProblem(X[:100], y[:100], X[100:], y[100:], fit_intercept=True)
+    with pytest.warns(BoundWarning) as record:
+        res = hoag(prob, [0.0], bounds=(-0.5, 0.5), max_iter=30)
+    assert res.stop.reason is StopReason.BOUND and res.status == 4
+    w = record[0].message
+    assert w.side == "lower" and w.bounds_name == "bounds" and list(w.sides) == [-1]
+    assert res.stop.sides.tolist() == [-1]
+    # The estimator says it in its own terms: C = exp(-alpha), so the lower bound of
+    # alpha is the upper bound of C.
+    from hoag_shine import ShineLogisticRegressionCV
+
+    with pytest.warns(BoundWarning) as record:
+        ShineLogisticRegressionCV(cv=3, C_bounds=(np.exp(-0.5), np.exp(0.5))).fit(X, y)
+    w = [r.message for r in record if isinstance(r.message, BoundWarning)][0]
+    assert w.side == "upper" and w.bounds_name == "C_bounds" and "C_bounds=(" in str(w)

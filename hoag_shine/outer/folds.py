@@ -1,22 +1,88 @@
-"""State of the inner problems across outer iterations (one per cross-validation fold)."""
+"""State of the inner problems across outer iterations (one per cross-validation fold).
+
+A :class:`Fold` keeps one inner problem's warm state (its accepted solution,
+backward vector and L-BFGS pairs) and talks through a narrow interface of
+values: :meth:`~Fold.forward`, :meth:`~Fold.accept`, :meth:`~Fold.reject`,
+:meth:`~Fold.refine` take log-penalties and a tolerance and return scalars and
+``n_hyper``-long vectors (:class:`FoldForward`, :class:`FoldBackward`). A
+:class:`FoldSet` runs the folds of one outer loop and reduces their answers in
+a fixed order; where the folds live (this process, worker processes, dask
+workers) is the business of :mod:`hoag_shine.outer.workers`.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
-from joblib.parallel import LokyBackend, get_active_backend
+from scipy.optimize import OptimizeResult
 
 from .._utils import SpillFile
 from ..hypergrad import ShineRefine, TruncatedCG, compute_hypergradient
-from ..inner import (LbfgsMemory, PairPlan, _Diag, minimize_lbfgs, minimize_lbfgs_numpy,
-                     plan_pairs)
+from ..inner import DiagonalMetric, LbfgsMemory, PairPlan, get_inner_solver, plan_pairs
 from .trace import HoagResult
 
-__all__ = ["Fold", "FoldSet"]
+__all__ = ["Backward", "Fold", "FoldBackward", "FoldForward", "FoldSet", "Forward",
+           "start_memories"]
 
 #: Cap on the conjugate-gradient iterations of a refined backward vector (its
 #: warm start, SHINE's estimate, is the rest of the budget).
 _REFINE_MAX_ITER = 100
+
+
+@dataclass(frozen=True)
+class FoldForward:
+    """One fold's trial solve: its outer value (raw and corrected; ``None`` until
+    the fold has a backward vector) and its inner solve's outcome."""
+
+    value: float | None
+    value_c: float | None
+    nit: int
+    success: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class FoldBackward:
+    """One fold's accepted state: outer value, hypergradient, Hessian products, the
+    corrected value, and its inner solve's outcome."""
+
+    value: float
+    grad: np.ndarray
+    n_hvp: int
+    value_c: float
+    nit: int
+    success: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Forward:
+    """The folds' trial solves, reduced: what the step rule's accept test reads."""
+
+    value: float | None
+    value_c: float | None
+    inner_iter: int
+    x: np.ndarray | None = None  # the first fold's trial solution, when asked for
+
+
+@dataclass(frozen=True)
+class Backward:
+    """The folds' accepted states, reduced: what the step rule and the trace read."""
+
+    value: float
+    grad: np.ndarray
+    n_hvp: int
+    value_c: float
+    inner_ok: bool
+    inner_nit: int
+    inner_message: str
+
+
+class _Accepted(OptimizeResult):
+    """A fold's accepted state: ``x``, ``fun``, ``jac`` (inner value and gradient at
+    ``(x, alpha)``), ``alpha``, ``z`` (backward vector), ``zc`` (the vector of the
+    first-order value correction) and ``value_c``."""
 
 
 class Fold:
@@ -44,47 +110,44 @@ class Fold:
         trial's memory rolled back.
     memory : (LbfgsMemory, ndarray), default=None
         Pairs to start with and the log-penalties they are at (shifted to
-        each solve's penalty).
+        each solve's penalty). The fold works on them in place.
     """
 
     def __init__(self, problem, alpha, x0, options, pairs=None, memory=None):
-        self.problem = problem
-        self.options = options
+        self.problem, self.options = problem, options
         self.strategy = options.strategy
-        self.solve = minimize_lbfgs if options.inner_solver == "scipy" else minimize_lbfgs_numpy
+        self.solver = get_inner_solver(options.inner_solver)
         self.n_solves = 0
-        self.x = problem.initial_x() if x0 is None else np.array(x0, dtype=np.float64)
-        if self.x.shape != (problem.n_params,):
-            raise ValueError(f"x0 must have shape ({problem.n_params},), got {self.x.shape}.")
-        if not np.all(np.isfinite(self.x)):
+        x = problem.initial_x() if x0 is None else np.array(x0, dtype=np.float64)
+        if x.shape != (problem.n_params,):
+            raise ValueError(f"x0 must have shape ({problem.n_params},), got {x.shape}.")
+        if not np.all(np.isfinite(x)):
             raise ValueError("x0 contains NaN or infinite values; pass a finite starting point "
                              "or None (zeros).")
+        self.state = _Accepted(x=x, fun=None, jac=None, alpha=None, z=None, zc=None,
+                               value_c=None)
         self.norm_init = problem.gradient_scale(alpha)
         # (kept as constant head and short tail when it has that shape: no full copy)
-        self.alpha0, self.h0 = alpha, _Diag(problem.inverse_hessian_guess(alpha))
-        self.alpha = None  # alpha of the accepted state
-        self.fun = self.jac = None  # inner value and gradient at (x, alpha), accepted state
-        self.pairs = pairs or PairPlan(np.dtype(np.float64), options.maxcor, True, False)
-        self.memory, self.memory_alpha = None, None  # the pairs, and the alpha they are at
-        if memory is not None and memory[0] is not None:
-            pairs_in, at = memory
-            if not isinstance(pairs_in, LbfgsMemory):
-                raise TypeError("x0's memory must hold (LbfgsMemory, alpha) pairs, got "
-                                f"{type(pairs_in).__name__}.")
-            if pairs_in.n_params not in (None, problem.n_params):
-                raise ValueError(f"x0's pairs have {pairs_in.n_params} parameters, the "
-                                 f"problem {problem.n_params}.")
-            at = np.atleast_1d(np.asarray(at, dtype=np.float64))
-            if at.size == 1 and problem.n_hyper > 1:  # one penalty for every group
-                at = np.full(problem.n_hyper, at[0])
-            self.memory, self.memory_alpha = pairs_in, problem.check_alpha(at)
-        self.pending = None  # the trial's backward pass (with its zc), when done before the
-        # accept test
-        self.z = None  # backward-pass vector of the accepted state
-        self.zc = None  # vector of the first-order value correction
-        self.value_c = None
-        self.trial = None
+        self.alpha0, self.h0 = alpha, DiagonalMetric(problem.inverse_hessian_guess(alpha))
+        self.plan = pairs or PairPlan(np.dtype(np.float64), options.maxcor, True, False)
+        self.memory, self.memory_alpha = self._check_memory(memory)
+        self.trial = self.pending = None  # the trial solve; its backward pass when done
         self._parked, self._entries = SpillFile("hoag_shine_fold_"), None
+
+    def _check_memory(self, memory):
+        if memory is None or memory[0] is None:
+            return None, None
+        pairs_in, at = memory
+        if not isinstance(pairs_in, LbfgsMemory):
+            raise TypeError("x0's memory must hold (LbfgsMemory, alpha) pairs, got "
+                            f"{type(pairs_in).__name__}.")
+        if pairs_in.n_params not in (None, self.problem.n_params):
+            raise ValueError(f"x0's pairs have {pairs_in.n_params} parameters, the "
+                             f"problem {self.problem.n_params}.")
+        at = np.atleast_1d(np.asarray(at, dtype=np.float64))
+        if at.size == 1 and self.problem.n_hyper > 1:  # one penalty for every group
+            at = np.full(self.problem.n_hyper, at[0])
+        return pairs_in, self.problem.check_alpha(at)
 
     # -- vectors at rest ------------------------------------------------------
     def park(self):
@@ -92,11 +155,11 @@ class Fold:
         backward vectors, accepted and trial) to its temporary file and drop them
         from memory until :meth:`unpark`. Shared arrays are written once and come
         back shared."""
-        if not self.pairs.spill or self._parked.holds:
+        if not self.plan.spill or self._parked.holds:
             return
         n = self.problem.n_params
         arrays, index, entries = [], {}, []
-        for owner in (self.__dict__, self.trial, self.pending):
+        for owner in (self.state, self.trial, self.pending):
             for key in ("x", "jac", "z", "zc"):
                 a = None if owner is None else owner.get(key)
                 if isinstance(a, np.ndarray) and a.size == n:
@@ -118,206 +181,260 @@ class Fold:
                 owner[key] = arrays[i]
             self._entries = None
 
-    def forward(self, alpha, eps):
+    # -- the interface of values ----------------------------------------------
+    def forward(self, alpha, eps) -> FoldForward:
         """Inner solve at ``alpha`` from the accepted state; outer value, corrected."""
         self.unpark()
-        problem = self.problem
-        kwargs = {}
-        if self.jac is not None:  # the warm start's evaluation, moved to the new alpha
-            kwargs["fg0"] = problem.inner_value_grad_update(self.x, self.fun, self.jac,
-                                                            self.alpha, alpha)
-        if self.strategy.uses_opa:
-            kwargs["opa"] = (lambda v: problem.outer_value_grad(v, alpha)[1],
-                             self.strategy.opa_period(self.n_solves))
-        if self.solve is minimize_lbfgs_numpy:  # the first step's scale, at this alpha
-            h0 = self.h0.new_array()  # h0 / (1 + h0 (w(alpha) - w(alpha0))), in place
-            dw = problem.penalty_weights(alpha) - problem.penalty_weights(self.alpha0)
-            dw *= h0
-            dw += 1.0
-            kwargs["h0"] = np.divide(h0, dw, out=h0)
-            del dw
-        memory = self.memory
-        if self.options.warm_memory and memory is not None:  # moved exactly, in place
-            if self.pairs.rollback:
-                memory.checkpoint()
-            memory.shift(problem.penalty_weights(alpha)
-                         - problem.penalty_weights(self.memory_alpha))
-        else:
-            # (not .get: the default, when kept as head and tail, is built on each access)
-            diag = kwargs["h0"] if "h0" in kwargs else self.h0.array
-            memory = LbfgsMemory(self.pairs.maxcor, problem.n_params,
-                                 diag if np.ndim(diag) == 1 else None, dtype=self.pairs.dtype)
-        self.memory, self.memory_alpha = memory, alpha
-        inner = self.solve(
-            lambda v: problem.inner_value_grad(v, alpha), self.x,
-            tol=eps * self.norm_init, maxcor=self.pairs.maxcor,
-            max_iter=self.options.max_inner_iter, memory=memory, gnorm_weights=self.h0,
-            **kwargs,
-        )
+        problem, st = self.problem, self.state
+        fg0 = None
+        if st.jac is not None:  # the warm start's evaluation, moved to the new alpha
+            fg0 = problem.inner_value_grad_update(st.x, st.fun, st.jac, st.alpha, alpha)
+        opa = self.strategy.opa(problem, alpha, self.n_solves)
+        h0 = self._first_step_scale(alpha)
+        memory = self._memory_at(alpha, h0)
+        inner = self.solver.solve(
+            lambda v: problem.inner_value_grad(v, alpha), st.x, tol=eps * self.norm_init,
+            max_iter=self.options.max_inner_iter, memory=memory, fg0=fg0, h0=h0,
+            gnorm_weights=self.h0, opa=opa)
         self.n_solves += 1
         self.trial, self.pending = inner, None
-        out = {"inner": inner, "x": inner.x, "value": None, "value_c": None}
-        if self.pairs.spill:
+        value = value_c = None
+        if self.plan.spill:
             # The memory waits on disk while the other folds are solved, and the
             # backward pass needs it: done now (wasted only if the step is rejected;
             # SHINE's costs one product).
             self.pending = self._backward(alpha, eps)
             memory.spill()
             value = self.pending.value
-        elif self.zc is not None:
+        elif st.zc is not None:
             value = problem.outer_value_grad(inner.x, alpha)[0]
-        if self.zc is not None:
-            out.update(value=value, value_c=value - float(self.zc @ inner.jac))
+        if st.zc is not None:
+            value_c = value - float(st.zc @ inner.jac)
         self.park()
-        return out
+        return FoldForward(value, value_c, int(inner.nit), bool(inner.success),
+                           str(inner.message))
+
+    def _first_step_scale(self, alpha):
+        """``h0 / (1 + h0 (w(alpha) - w(alpha0)))``: the inverse-Hessian guess moved to
+        ``alpha`` (computed in place, without temporaries of the problem's size)."""
+        h0 = self.h0.new_array()
+        dw = self.problem.penalty_weights(alpha) - self.problem.penalty_weights(self.alpha0)
+        dw *= h0
+        dw += 1.0
+        return np.divide(h0, dw, out=h0)
+
+    def _memory_at(self, alpha, h0):
+        """The memory the solve at ``alpha`` starts from: the carried pairs moved
+        exactly (in place, with a checkpoint when a rejected trial rolls back), or a
+        new one whose diagonal is ``h0``."""
+        memory = self.memory
+        if self.options.warm_memory and memory is not None:
+            if self.plan.rollback:
+                memory.checkpoint()
+            memory.shift(self.problem.penalty_weights(alpha)
+                         - self.problem.penalty_weights(self.memory_alpha))
+        else:
+            memory = LbfgsMemory(self.plan.maxcor, self.problem.n_params, h0,
+                                 dtype=self.plan.dtype)
+        self.memory, self.memory_alpha = memory, alpha
+        return memory
 
     def _backward(self, alpha, eps):
         """The trial's hypergradient, with ``zc``, the vector of its value correction."""
         inner = self.trial
         hg = compute_hypergradient(
             self.problem, inner.x, alpha, self.strategy, eps=eps, memory=inner.memory,
-            init=self.z if self.strategy.warm_start else None,
+            init=self.state.z,  # (a strategy that is not warm-started ignores it)
         )
-        hg.zc = hg.z if self.strategy.approximates_inverse else inner.memory.inv_hvp(hg.grad_x)
+        hg.zc = hg.z if self.strategy.correction_is_z else inner.memory.inv_hvp(hg.grad_x)
         del hg["grad_x"]  # (not needed any more: 20 MB on 20 classes)
         return hg
 
-    def accept(self, alpha, eps):
+    def accept(self, alpha, eps) -> FoldBackward:
         """Make the trial solve the accepted state; return its hypergradient."""
         self.unpark()
-        inner = self.trial
+        inner, st = self.trial, self.state
         hg = self.pending or self._backward(alpha, eps)
-        self.zc = hg.pop("zc")
+        zc = hg.pop("zc")
         self.pending = None
         self.memory.commit()
-        self.value_c = hg.value - float(self.zc @ inner.jac)
-        self.x, self.alpha, self.z = inner.x, alpha, hg.z
-        if self.pairs.dtype == np.float32:  # large problems: the backward vectors at rest
-            self.z = hg.z.astype(np.float32)  # in the pairs' precision (20 MB per fold)
-            self.zc = self.z if self.zc is hg.z else self.zc.astype(np.float32)
-        self.fun, self.jac = inner.fun, inner.jac
+        st.value_c = hg.value - float(zc @ inner.jac)
+        st.x, st.alpha, st.z, st.zc = inner.x, alpha, hg.z, zc
+        if self.plan.dtype == np.float32:  # large problems: the backward vectors at rest
+            st.z = hg.z.astype(np.float32)  # in the pairs' precision (20 MB per fold)
+            st.zc = st.z if zc is hg.z else zc.astype(np.float32)
+        st.fun, st.jac = inner.fun, inner.jac
         self.park()
-        return hg
+        return FoldBackward(float(hg.value), np.asarray(hg.grad), int(hg.n_hvp),
+                            float(st.value_c), int(inner.nit), bool(inner.success),
+                            str(inner.message))
 
-    def reject(self):
+    def reject(self) -> None:
         """Drop the trial: the memory returns to the accepted state's when it can."""
         self.unpark()
         self.trial = self.pending = None
         if self.memory is not None and self.memory.rollback():
-            self.memory_alpha = self.alpha
+            self.memory_alpha = self.state.alpha
         self.park()
+
+    def refine(self, alpha, eps, trial=False):
+        """``(grad, n_hvp)``: the hypergradient at ``alpha`` by conjugate gradient,
+        warm-started at the backward vector, to relative residual ``eps``; at the
+        accepted solution (whose backward vector becomes the refined one) or, with
+        ``trial``, at the trial solution."""
+        self.unpark()
+        x = self.trial.x if trial else self.state.x
+        hg = compute_hypergradient(self.problem, x, alpha, TruncatedCG(max_iter=_REFINE_MAX_ITER),
+                                   eps=eps, init=self.state.z)
+        if not trial:
+            self.state.z = hg.z
+        self.park()
+        return hg.grad, int(hg.n_hvp)
+
+    def refine_from_now(self) -> None:
+        """From now on, refine each backward vector by conjugate gradient (warm-started
+        at SHINE's estimate) to the inner tolerance."""
+        self.strategy = ShineRefine(max_iter=_REFINE_MAX_ITER)
+
+    def solution(self, trial=False) -> np.ndarray:
+        """The accepted inner solution (with ``trial``, the trial's)."""
+        self.unpark()
+        x = self.trial.x if trial else self.state.x
+        self.park()
+        return x
+
+    def pairs(self):
+        """``(memory, alpha)``: the curvature pairs and the log-penalties they are at."""
+        return self.memory, self.memory_alpha
+
+
+def start_memories(x0, n_problems, take_pairs=False):
+    """``(x0s, memories)`` from ``hoag``'s ``x0``: starting points and pairs, one per
+    problem. A :class:`~hoag_shine.HoagResult` gives its solutions and copies of its
+    folds' pairs (it is not changed); with ``take_pairs``, its pairs themselves
+    (they leave it)."""
+    memories = None
+    if isinstance(x0, HoagResult):  # an earlier run's result
+        given = x0.pop("memory", None) if take_pairs else x0.get("memory")
+        if given is not None and not take_pairs:
+            memories = [(m.copy() if isinstance(m, LbfgsMemory) else m, a) for m, a in given]
+        elif given is not None:
+            memories = list(given)
+        x0 = x0.x
+    if x0 is None:
+        x0 = [None] * n_problems
+    elif n_problems == 1 and not isinstance(x0, (list, tuple)):
+        x0 = [x0]
+    if len(x0) != n_problems:
+        raise ValueError(f"x0 must give one starting point per problem ({n_problems}).")
+    if memories is None:
+        memories = [None] * n_problems
+    if len(memories) != n_problems:
+        raise ValueError(f"x0's memory must give one (memory, alpha) per problem "
+                         f"({n_problems}).")
+    return list(x0), memories
 
 
 class FoldSet:
-    """The folds of one outer loop, solved together.
+    """The folds of one outer loop, solved together; their answers reduced in fold
+    order (the same whatever runs them).
 
-    A context manager. The folds run in this thread, unless a joblib backend is
-    chosen with ``joblib.parallel_config`` (e.g. ``backend="threading"``) and
-    ``n_jobs`` (or the configuration's) asks for more than one job: then one
-    pool of that backend serves the whole loop.
+    A context manager. Where the folds run is chosen by ``options.n_jobs`` and
+    the active joblib backend (:func:`~hoag_shine.outer.workers.make_runner`):
+    in this process, on worker processes of this machine, or on dask workers.
+
+    Parameters
+    ----------
+    problems : list of BilevelProblem
+    alpha : ndarray of shape (n_hyper,)
+    x0 : None, ndarray, list of ndarray or HoagResult
+    options : HoagOptions
+    take_pairs : bool, default=False
+        Work on the pairs of a ``HoagResult`` given as ``x0`` in place (they leave
+        it) instead of copies.
     """
 
-    def __init__(self, problems, alpha, x0, options):
-        memory0 = None
-        if isinstance(x0, HoagResult):  # an earlier run's solutions, and its pairs, which
-            memory0, x0 = x0.pop("memory", None), x0.x  # move here (updated in place)
-        if x0 is None:
-            x0 = [None] * len(problems)
-        elif len(problems) == 1 and not isinstance(x0, (list, tuple)):
-            x0 = [x0]
-        if len(x0) != len(problems):
-            raise ValueError(f"x0 must give one starting point per problem ({len(problems)}).")
-        if memory0 is None:
-            memory0 = [None] * len(problems)
-        if len(memory0) != len(problems):
-            raise ValueError(f"x0's memory must give one (memory, alpha) per problem "
-                             f"({len(problems)}).")
+    def __init__(self, problems, alpha, x0, options, take_pairs=False):
+        from .workers import make_runner
+
+        x0s, memories = start_memories(x0, len(problems), take_pairs)
         n_params = max(p.n_params for p in problems)
-        pairs = plan_pairs(n_params, options.maxcor, len(problems), options.pairs_memory_mb)
-        self.folds = [Fold(p, alpha, x, options, pairs, m)
-                      for p, x, m in zip(problems, x0, memory0)]
-        n_jobs = effective_n_jobs(options.n_jobs) if len(problems) > 1 else 1
-        # Only a backend chosen with joblib.parallel_config runs the folds apart: with
-        # joblib's default, threads measured slower than this thread on every problem
-        # tried (benchmarks/n_jobs.py), and processes would ship each fold's L-BFGS
-        # memory at every outer step.
-        chosen = not isinstance(get_active_backend()[0], LokyBackend)
-        self._parallel = (Parallel(n_jobs=min(n_jobs, len(problems)))
-                          if n_jobs > 1 and chosen else None)
+        plan = plan_pairs(n_params, options.maxcor, len(problems), options.pairs_memory_mb)
+        specs = [(p, alpha, x, options, plan, m) for p, x, m in zip(problems, x0s, memories)]
+        self.runner = make_runner(specs, options)
+        self.n_folds = len(problems)
 
     def __enter__(self):
-        if self._parallel is not None:
-            self._parallel.__enter__()
         return self
 
     def __exit__(self, *exc):
-        if self._parallel is not None:
-            self._parallel.__exit__(*exc)
+        self.runner.close()
         return False
 
-    def _run(self, method, *args):
-        if self._parallel is None:
-            return [getattr(f, method)(*args) for f in self.folds]
-        return self._parallel(delayed(getattr(f, method))(*args) for f in self.folds)
+    def forward(self, alpha, eps, want_x=False) -> Forward:
+        """Every fold's trial solve at ``alpha``: total value, corrected value,
+        iterations (and the first fold's trial solution with ``want_x``)."""
+        out = self.runner.call_all("forward", alpha, eps)
+        value = _total(r.value for r in out) if out[0].value is not None else None
+        value_c = _total(r.value_c for r in out) if out[0].value_c is not None else None
+        x = self.runner.call(0, "solution", True) if want_x else None
+        return Forward(value, value_c, sum(r.nit for r in out), x)
 
-    def forward(self, alpha, eps):
-        """Every fold's trial solve at ``alpha``: total value, corrected value, iterations."""
-        out = self._run("forward", alpha, eps)
-        value = sum(r["value"] for r in out) if out[0]["value"] is not None else None
-        value_c = sum(r["value_c"] for r in out) if out[0]["value_c"] is not None else None
-        return dict(value=value, value_c=value_c, inner_iter=sum(r["inner"].nit for r in out),
-                    x=out[0]["x"])
-
-    def reject(self):
+    def reject(self) -> None:
         """Drop every fold's trial."""
-        for f in self.folds:
-            f.reject()
+        self.runner.call_all("reject")
 
-    def accept(self, alpha, eps):
+    def accept(self, alpha, eps) -> Backward:
         """Accept every fold's trial: total value, hypergradient, Hessian products."""
-        out = self._run("accept", alpha, eps)
-        failed = [f.trial for f in self.folds if not f.trial.success]
-        return dict(value=sum(r.value for r in out), grad=np.sum([r.grad for r in out], axis=0),
-                    n_hvp=sum(r.n_hvp for r in out),
-                    value_c=sum(f.value_c for f in self.folds),
-                    inner_ok=not failed, inner_nit=min(f.trial.nit for f in self.folds),
-                    inner_message=failed[0].message if failed else "")
+        out = self.runner.call_all("accept", alpha, eps)
+        failed = [r for r in out if not r.success]
+        return Backward(value=_total(r.value for r in out), grad=_sum_grads(r.grad for r in out),
+                        n_hvp=sum(r.n_hvp for r in out), value_c=_total(r.value_c for r in out),
+                        inner_ok=not failed, inner_nit=min(r.nit for r in out),
+                        inner_message=failed[0].message if failed else "")
 
-    def end_game(self):
+    def end_game(self) -> None:
         """From now on, refine each backward vector by conjugate gradient (warm-started
         at SHINE's estimate) to the inner tolerance: near the optimum, where SHINE's
         error is as large as the hypergradient itself."""
-        strategy = ShineRefine(max_iter=_REFINE_MAX_ITER)
-        for f in self.folds:
-            f.strategy = strategy
+        self.runner.call_all("refine_from_now")
 
     def refine(self, alpha, eps, trial=False):
         """The hypergradient at ``alpha`` by conjugate gradient (warm-started at each
-        fold's backward vector) to relative residual ``eps``, at the accepted solutions
-        (the folds' backward vectors become the refined ones) or, with ``trial``, at
-        the trial solutions. Returns the total and the Hessian products."""
-        strategy = TruncatedCG(max_iter=_REFINE_MAX_ITER)
-        grads, n_hvp = [], 0
-        for f in self.folds:
-            f.unpark()
-            x = f.trial.x if trial else f.x
-            hg = compute_hypergradient(f.problem, x, alpha, strategy, eps=eps, init=f.z)
-            if not trial:
-                f.z = hg.z
-            f.park()
-            grads.append(hg.grad)
-            n_hvp += hg.n_hvp
-        return np.sum(grads, axis=0), n_hvp
+        fold's backward vector) to relative residual ``eps``, at the accepted
+        solutions (the folds' backward vectors become the refined ones) or, with
+        ``trial``, at the trial solutions. Returns the total and the Hessian products."""
+        out = self.runner.call_all("refine", alpha, eps, trial)
+        return _sum_grads(g for g, _ in out), sum(n for _, n in out)
 
     @property
     def memory(self):
         """Each fold's curvature pairs and the log-penalties they are at (``(None,
         None)`` for a fold not solved yet)."""
-        return [(f.memory, f.memory_alpha) for f in self.folds]
+        return self.runner.call_all("pairs")
 
     @property
     def x(self):
         """The accepted inner solutions, one per fold."""
-        for f in self.folds:
-            f.unpark()
-        return [f.x for f in self.folds]
+        return self.runner.call_all("solution")
+
+    def mean_x(self) -> np.ndarray:
+        """The mean of the accepted solutions, summed in fold order, one at a time."""
+        total = None
+        for k in range(self.n_folds):
+            x = self.runner.call(k, "solution")
+            total = np.array(x, dtype=np.float64) if total is None else total + x
+        return total / self.n_folds
+
+
+def _total(values) -> float:
+    """Sum in the given (fold) order."""
+    out = 0.0
+    for v in values:
+        out += v
+    return out
+
+
+def _sum_grads(grads) -> np.ndarray:
+    """Sum of the folds' hypergradients, in fold order."""
+    return np.sum(list(grads), axis=0)

@@ -14,22 +14,21 @@ strategies of :mod:`hoag_shine.hypergrad`, and takes a projected step on
 from __future__ import annotations
 
 import time
-import warnings
+from dataclasses import dataclass
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from .._utils import single_thread_blas
 from ..hypergrad import compute_hypergradient, get_strategy
-from ..inner import (InnerResult, LbfgsMemory, minimize_lbfgs, minimize_lbfgs_numpy,
-                     newton_polish, plan_pairs)
+from ..inner import (InnerResult, LbfgsMemory, get_inner_solver, metric_norm, newton_polish,
+                     plan_pairs)
 from .folds import FoldSet
 from .options import HoagOptions
 from .steps import StepRule
-from .stopping import StoppingRule
+from .stopping import Stop, StopReason, StoppingRule, describe, warn_stop
 from .trace import HoagResult, Trace, heldout_loss_fn
 
-__all__ = ["hoag", "hypergradient", "fit_inner", "check_problems", "start_alpha"]
+__all__ = ["hoag", "hypergradient", "fit_inner", "check_problems", "run_hoag", "start_alpha"]
 
 
 def check_problems(problem) -> list:
@@ -75,17 +74,16 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
         Starting inner point (``problem.initial_x()``), one per problem. A
         result of an earlier run on the same data (problems with the same
         parameters; the penalty may differ, e.g. one shared ``C`` before one
-        per class) gives its solutions and its folds' curvature pairs
-        (``result.memory``), shifted exactly to each new penalty. The pairs
-        move to the new run (they are updated in place): ``result`` no longer
-        holds them, and a second run from it starts with its solutions only.
+        per class) gives its solutions and copies of its folds' curvature pairs
+        (``result.memory``), shifted exactly to each new penalty; the result
+        itself is not changed, and the new result carries the new pairs.
     heldout : (X, y) or callable, default=None
         Held-out data whose loss is recorded in the trace, never used by the
         optimisation; a callable ``x -> loss`` is accepted too. Its evaluation
         time is not counted in the trace's times.
     callback : callable, default=None
         ``callback(record)`` after each iteration, with the trace record as an
-        ``OptimizeResult`` (plus ``x``). Raise ``StopIteration`` to stop.
+        ``OptimizeResult`` (plus a copy of ``x``). Raise ``StopIteration`` to stop.
     **settings
         Fields of :class:`~hoag_shine.outer.options.HoagOptions` (``max_iter``,
         ``tol``, ``bounds``, ...) replacing those of ``options``.
@@ -93,95 +91,124 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
     Returns
     -------
     result : HoagResult
-        ``result.x`` is the inner solution, or the list of the folds' ones.
+        ``result.x`` is the inner solution, or the list of the folds' ones;
+        ``result.stop`` says why it stopped, as values.
 
-    Notes
+    Warns
     -----
-    :class:`~hoag_shine.outer.steps.StepRule` holds the accept test (on outer
-    values corrected for the inner solutions' inexactness) and the step
-    length, :class:`~hoag_shine.outer.stopping.StoppingRule` the stopping tests.
+    BoundWarning
+        When it stopped at a bound the hypergradient points out of.
+    ConvergenceWarning
+        When ``max_iter`` ran out with a stopping test active, or the search
+        could not proceed (``status`` 5).
     """
     opts = HoagOptions.make(options, **settings)
-    problems = check_problems(problem)
+    res = run_hoag(problem, alpha0, options=opts, x0=x0, heldout=heldout, callback=callback)
+    warn_stop(res.stop, opts, stacklevel=3)  # warn <- hoag <- single_thread_blas <- caller
+    return res
+
+
+def run_hoag(problem, alpha0=None, *, options, x0=None, heldout=None, callback=None,
+             take_pairs=False):
+    """:func:`hoag` without its warnings: the result says why it stopped
+    (``result.stop``), for a caller that reports stops in its own words.
+    ``take_pairs``: ``x0`` is the caller's own result, whose pairs this run may
+    work on in place (they leave it) instead of copies."""
+    opts, problems = options, check_problems(problem)
     lower, upper = opts.bounds_arrays(problems[0].n_hyper)
     alpha = start_alpha(problems, alpha0, lower, upper)
     if heldout is not None and len(problems) > 1:
         raise ValueError("heldout is recorded for a single problem; pass one problem, not folds.")
     trace = Trace(heldout_loss_fn(problems[0], heldout), callback)
+    steps, stopping = StepRule(opts, lower, upper), StoppingRule(opts)
     t_start = time.perf_counter()
-    with FoldSet(problems, alpha, x0, opts) as folds:
+    with FoldSet(problems, alpha, x0, opts, take_pairs=take_pairs) as folds:
         clock = time.perf_counter() - t_start  # held-out evaluations excluded
-        steps, stopping = StepRule(opts, lower, upper), StoppingRule(opts)
-        status, message = 1, f"reached max_iter={opts.max_iter} outer iterations"
-        trial = alpha
-        for _ in range(opts.max_iter):
-            eps = stopping.next_eps()
-            it = _iteration(folds, steps, trial, eps)
-            clock += it["forward_time"] + it["backward_time"]
-            if not trace.add(alpha=trial, time=clock, eps=eps, step_size=steps.step_size,
-                             **{k: it[k] for k in _RECORDED}):
-                status, message = 3, "stopped by the callback"
-                break
-            failure = _failure(it, len(trace.records) == 1, trial)
-            if failure is not None:
-                status, message = 5, failure
-                break
-            trial = steps.next_alpha()
-            stop, tighten = stopping.check(steps.step, steps.base,
-                                           steps.predicted_decrease(trial))
-            if tighten:
-                steps.refresh, trial = True, steps.base["alpha"]
-            elif stop is not None:
-                t_check = time.perf_counter()
-                if _verify_step_stop(stop, folds, steps, stopping, opts):
-                    stop, trial = None, steps.next_alpha()
-                clock += time.perf_counter() - t_check  # the check is part of the fit
-            if stop is not None:
-                status, message = 0, stop
-                break
-            if stopping.out_of_time(clock):
-                status, message = 2, f"stopped by the time budget max_time={opts.max_time}s"
-                break
-            if np.array_equal(trial, steps.base["alpha"]) and not steps.refresh:
-                status, message = _stuck(steps)
-                break
-        xs = folds.x
-        memory = folds.memory
-    status, message = _verdict(status, message, steps, opts)
-    stopping.warn(status, stacklevel=4)  # warn <- hoag <- single_thread_blas wrapper <- caller
-    base = steps.base
+        stop, clock = _loop(folds, steps, stopping, trace, alpha, opts, clock)
+        xs, memory = folds.x, folds.memory
+    stop = _verdict(stop, steps)
+    point = steps.point
     return HoagResult(
-        alpha=base["alpha"], x=xs[0] if len(xs) == 1 else xs, fun=base["value"],
-        grad=base["grad"], nit=len(trace.records), success=status in (0, 3), status=status,
-        message=message, trace=trace.records, options=opts, time=clock, memory=memory,
+        alpha=point.alpha, x=xs[0] if len(xs) == 1 else xs, fun=point.value, grad=point.grad,
+        nit=len(trace.records), success=stop.status in (0, 3), status=stop.status,
+        message=describe(stop, opts), stop=stop, trace=trace.records, options=opts,
+        time=clock, memory=memory,
     )
 
 
-_RECORDED = ("value", "grad", "accepted", "forward_time", "backward_time", "inner_iter",
-             "n_hvp", "x")
+def _loop(folds, steps, stopping, trace, alpha, opts, clock):
+    """The outer iterations; ``(stop, clock)`` when they end."""
+    trial = alpha
+    for _ in range(opts.max_iter):
+        eps = stopping.next_eps()
+        it = _iteration(folds, steps, trial, eps, trace.wants_x)
+        clock += it.forward_time + it.backward_time
+        if not trace.add(alpha=trial, time=clock, eps=eps, step_size=steps.step_size,
+                         value=it.value, grad=it.grad, accepted=it.accepted,
+                         forward_time=it.forward_time, backward_time=it.backward_time,
+                         inner_iter=it.inner_iter, n_hvp=it.n_hvp, x=it.x):
+            return Stop(StopReason.CALLBACK), clock
+        failure = _failure(it, len(trace.records) == 1, trial)
+        if failure is not None:
+            return failure, clock
+        trial = steps.next_alpha()
+        reason, tighten = stopping.check(steps.step, steps.point,
+                                         steps.predicted_decrease(trial))
+        if tighten:
+            steps.refresh, trial = True, steps.point.alpha
+        elif reason is StopReason.STEP:
+            t_check = time.perf_counter()
+            if _verify_step_stop(folds, steps, stopping, opts):
+                reason, trial = None, steps.next_alpha()
+            clock += time.perf_counter() - t_check  # the check is part of the fit
+        if reason is not None:
+            return Stop(reason, alpha=steps.point.alpha), clock
+        if stopping.out_of_time(clock):
+            return Stop(StopReason.TIME), clock
+        if np.array_equal(trial, steps.point.alpha) and not steps.refresh:
+            return _stuck(steps), clock
+    return Stop(StopReason.MAX_ITER), clock
 
 
-def _iteration(folds, steps, trial, eps):
+@dataclass(frozen=True)
+class _Iteration:
+    """What one outer iteration gives the trace and the stopping tests."""
+
+    accepted: bool
+    value: float
+    grad: np.ndarray
+    n_hvp: int
+    inner_iter: int
+    forward_time: float
+    backward_time: float
+    x: np.ndarray | None
+    inner_ok: bool = True
+    inner_nit: int = 0
+    inner_message: str = ""
+
+
+def _iteration(folds, steps, trial, eps, want_x=False):
     """One outer iteration: the folds' trial solves, the accept test, then the backward
     pass (accepted) or the undoing of the step (rejected)."""
     t0 = time.perf_counter()
-    forward = folds.forward(trial, eps)
+    forward = folds.forward(trial, eps, want_x)
     t1 = time.perf_counter()
     accepted, sufficient = steps.test(trial, forward, eps)
-    out = dict(accepted=accepted, inner_iter=forward["inner_iter"], x=forward["x"])
     if accepted:
         backward = folds.accept(trial, eps)
         steps.accept(trial, backward, eps, sufficient)
-        out.update(backward)
+        out = dict(value=backward.value, grad=backward.grad, n_hvp=backward.n_hvp,
+                   inner_ok=backward.inner_ok, inner_nit=backward.inner_nit,
+                   inner_message=backward.inner_message)
     else:
         steps.reject()
         folds.reject()
-        out.update(value=forward["value"], grad=np.full(trial.shape, np.nan), n_hvp=0)
-    out.update(forward_time=t1 - t0, backward_time=time.perf_counter() - t1)
-    return out
+        out = dict(value=forward.value, grad=np.full(trial.shape, np.nan), n_hvp=0)
+    return _Iteration(accepted=accepted, inner_iter=forward.inner_iter, x=forward.x,
+                      forward_time=t1 - t0, backward_time=time.perf_counter() - t1, **out)
 
 
-def _verify_step_stop(stop, folds, steps, stopping, opts):
+def _verify_step_stop(folds, steps, stopping, opts):
     """Whether a stop on ``tol`` must be withdrawn after checking the step.
 
     A strategy that estimates ``H^-1`` without Hessian products (SHINE) can give
@@ -195,84 +222,65 @@ def _verify_step_stop(stop, folds, steps, stopping, opts):
     search goes on with them, and every later backward vector is refined by
     conjugate gradient (:meth:`~hoag_shine.outer.folds.FoldSet.end_game`).
     """
-    strategy = opts.strategy
-    if "step on alpha" not in stop or strategy.uses_hessp or not strategy.approximates_inverse:
+    if not opts.strategy.needs_stop_check:
         return False
-    base = steps.base
-    eps = min(stopping.gate(), base["eps"])
-    grad, _ = folds.refine(base["alpha"], eps)
+    base = steps.point
+    eps = min(stopping.gate(), base.eps)
+    grad, _ = folds.refine(base.alpha, eps)
     gnorm = float(np.linalg.norm(grad))
     if gnorm == 0:
-        base["grad"] = grad
+        steps.revise(grad)
         return False
     d = -10.0 * opts.tol * grad / gnorm
-    probe = np.clip(base["alpha"] + d, steps.lower, steps.upper)
-    d = probe - base["alpha"]
+    probe = np.clip(base.alpha + d, steps.lower, steps.upper)
+    d = probe - base.alpha
     if not np.any(d):
         return False
     folds.forward(probe, eps)
     grad_probe, _ = folds.refine(probe, eps, trial=True)
     folds.reject()  # the probe was a side evaluation: back to the accepted state
-    curv = float(d @ (grad_probe - grad)) / float(d @ d)
-    base["grad"] = grad
-    if curv > 0 and np.isfinite(curv):
-        steps.L = curv
+    steps.revise(grad, float(d @ (grad_probe - grad)) / float(d @ d))
     trial = steps.next_alpha()
-    move = np.max(np.abs(trial - base["alpha"]))
-    if move <= opts.tol:
+    if np.max(np.abs(trial - base.alpha)) <= opts.tol:
         return False
     # A step that still matters for the model: unless value_tol is off, it must also
     # promise more than value_tol of the outer value (what the value tests ask).
-    if opts.value_tol > 0 and steps.model_decrease(trial) <= opts.value_tol * abs(
-            base["value"]):
+    if opts.value_tol > 0 and steps.model_decrease(trial) <= opts.value_tol * abs(base.value):
         return False
     folds.end_game()  # SHINE's step was its own error: refine from now on
     return True
 
 
-def _failure(backward, first, alpha):
+def _failure(it, first, alpha):
     """Why the accepted point cannot be trusted (``None`` when it can)."""
-    if not backward["accepted"]:
+    if not it.accepted:
         return None
-    if not (np.isfinite(backward["value"]) and np.all(np.isfinite(backward["grad"]))):
-        return (f"the outer value or hypergradient at alpha={alpha} is not finite: the data "
-                "or the log-penalties are outside what floating point can evaluate; rescale "
-                "the features or narrow the bounds")
-    if first and not backward["inner_ok"] and backward["inner_nit"] == 0:
-        return (f"the first inner solve at alpha={alpha} made no progress "
-                f"({backward['inner_message']}); the features are probably badly scaled "
-                "(standardise them) or max_inner_iter is too small")
-    if first and np.all(backward["grad"] == 0):
-        return (f"the hypergradient is exactly zero at the start alpha={alpha}: the "
-                "validation loss does not vary with the penalty there (all-zero features, "
-                "or a strategy that returned no backward vector); start elsewhere or check "
-                "the data and hypergradient_params")
+    if not (np.isfinite(it.value) and np.all(np.isfinite(it.grad))):
+        return Stop(StopReason.FAILURE, failure="nonfinite", alpha=alpha)
+    if first and not it.inner_ok and it.inner_nit == 0:
+        return Stop(StopReason.FAILURE, failure="no-progress", alpha=alpha,
+                    inner_message=it.inner_message)
+    if first and np.all(it.grad == 0):
+        return Stop(StopReason.FAILURE, failure="zero-gradient", alpha=alpha)
     return None
 
 
 def _stuck(steps):
-    """Status and message when the next step would not move ``alpha``."""
-    if np.all(steps.base["grad"] == 0):
-        return 0, "converged: the hypergradient is zero"
-    return 4, "stopped at a bound of alpha: the hypergradient points out of it"
+    """The stop when the next step would not move ``alpha``."""
+    if np.all(steps.point.grad == 0):
+        return Stop(StopReason.ZERO_GRADIENT, alpha=steps.point.alpha)
+    return Stop(StopReason.BOUND, sides=steps.bound_sides(), alpha=steps.point.alpha)
 
 
-def _verdict(status, message, steps, opts):
-    """The final status and message, with a warning for a search that could not succeed:
-    one stopped at a bound (the optimum lies at or beyond it) or an untrustworthy point."""
-    if status == 5:
-        warnings.warn(f"HOAG stopped: {message}.", ConvergenceWarning, stacklevel=4)
-        return status, message
-    out = steps.at_bound()
-    if np.any(out) and status in (0, 1, 4):
-        side = ("lower" if np.all(steps.base["alpha"][out] <= steps.lower[out]) else
-                "upper" if np.all(steps.base["alpha"][out] >= steps.upper[out]) else "")
-        message = (f"stopped at the {side} bound of bounds={opts.bounds}: the optimum lies "
-                   "at or beyond it (the hypergradient points out of the box)").replace("  ", " ")
-        warnings.warn(f"HOAG {message}; widen bounds to search further.", ConvergenceWarning,
-                      stacklevel=4)
-        return 4, message
-    return status, message
+def _verdict(stop, steps):
+    """The final stop: a search that ended (converged, out of iterations, stuck) at a
+    bound the hypergradient points out of stopped at that bound."""
+    if stop.reason is StopReason.FAILURE:
+        return stop
+    sides = steps.bound_sides()
+    if np.any(sides) and stop.status in (0, 1, 4):
+        return Stop(StopReason.BOUND, sides=sides, alpha=steps.point.alpha)
+    return stop
 
 
 def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver="scipy",
@@ -316,16 +324,14 @@ def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver=
     metric = problem.inverse_hessian_guess(alpha)
     fun_grad = lambda v: problem.inner_value_grad(v, alpha)  # noqa: E731
     if max_iter > 0:
-        kwargs = dict(h0=metric) if solver == "numpy" else {}
-        if solver == "numpy" and pairs_memory_mb is not None:
-            plan = plan_pairs(x.size, maxcor, 1, pairs_memory_mb)
-            kwargs["memory"] = LbfgsMemory(plan.maxcor, x.size, metric, dtype=plan.dtype)
-        solve = minimize_lbfgs if solver == "scipy" else minimize_lbfgs_numpy
-        inner = solve(fun_grad, x, tol=abs_tol, maxcor=maxcor, max_iter=max_iter,
-                      gnorm_weights=metric, **kwargs)
+        plan = plan_pairs(x.size, maxcor, 1, np.inf if pairs_memory_mb is None
+                          else pairs_memory_mb)
+        memory = LbfgsMemory(plan.maxcor, x.size, metric, dtype=plan.dtype)
+        inner = get_inner_solver(solver).solve(fun_grad, x, tol=abs_tol, max_iter=max_iter,
+                                               memory=memory, h0=metric, gnorm_weights=metric)
     else:  # no L-BFGS iteration: Newton steps only (polish) or an evaluation
         f, g = fun_grad(x)
-        gnorm = float(np.sqrt(np.dot(metric * g, g)))
+        gnorm = metric_norm(g, metric)
         inner = InnerResult(x=x, fun=f, jac=g, grad_norm=gnorm, nit=0, nfev=1,
                             success=gnorm <= abs_tol, message="no L-BFGS iteration asked for",
                             memory=LbfgsMemory(maxcor, x.size), time=0.0)

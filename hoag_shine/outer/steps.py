@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-__all__ = ["StepRule"]
+__all__ = ["Point", "StepRule"]
+
+
+@dataclass(frozen=True)
+class Point:
+    """The last accepted point of the outer loop.
+
+    Attributes
+    ----------
+    alpha : ndarray of shape (n_hyper,)
+    value : float
+        Outer value (summed over the folds).
+    value_c : float
+        Outer value corrected for the inner solutions' inexactness.
+    grad : ndarray of shape (n_hyper,)
+        Hypergradient.
+    eps : float
+        Inner tolerance it was solved at.
+    """
+
+    alpha: np.ndarray
+    value: float
+    value_c: float
+    grad: np.ndarray
+    eps: float
 
 
 class StepRule:
@@ -35,7 +61,7 @@ class StepRule:
     def __init__(self, options, lower, upper):
         self.options = options
         self.lower, self.upper = lower, upper
-        self.base = None  # last accepted point: alpha, value, value_c, grad, eps
+        self.point: Point | None = None  # the last accepted point
         self.L = None
         self.last_move = None  # max-norm of the last accepted move of alpha
         self.step = None  # the accepted move of the last iteration (None: not a move)
@@ -47,24 +73,24 @@ class StepRule:
 
     def test(self, alpha, forward, eps):
         """``(accepted, sufficient)`` for the trial ``alpha`` solved at ``eps``."""
-        base = self.base
+        base = self.point
         if base is None or self.refresh:
             return True, False
-        d = alpha - base["alpha"]
-        slack = (base["eps"] + eps) * abs(base["value"])
-        accepted = forward["value_c"] <= base["value_c"] + slack
-        sufficient = forward["value_c"] <= (base["value_c"] + float(base["grad"] @ d)
-                                            + 0.5 * self.L * float(d @ d) + slack)
+        d = alpha - base.alpha
+        slack = (base.eps + eps) * abs(base.value)
+        accepted = forward.value_c <= base.value_c + slack
+        sufficient = forward.value_c <= (base.value_c + float(base.grad @ d)
+                                         + 0.5 * self.L * float(d @ d) + slack)
         return accepted, sufficient
 
     def accept(self, alpha, backward, eps, sufficient):
         """Make ``alpha`` the accepted point and update ``L``."""
-        opts, base = self.options, self.base
-        step = None if (base is None or self.refresh) else alpha - base["alpha"]
-        prev_grad = None if base is None else base["grad"]
-        grad = backward["grad"]
-        self.base = dict(alpha=alpha, value=backward["value"], grad=grad, eps=eps,
-                         value_c=backward["value_c"])
+        opts, base = self.options, self.point
+        step = None if (base is None or self.refresh) else alpha - base.alpha
+        prev_grad = None if base is None else base.grad
+        grad = backward.grad
+        self.point = Point(alpha=alpha, value=backward.value, value_c=backward.value_c,
+                           grad=grad, eps=eps)
         if self.L is None:
             gnorm = float(np.linalg.norm(grad))
             self.L = gnorm / (np.sqrt(grad.size) * opts.first_step) if gnorm > 0 else 1.0
@@ -86,25 +112,25 @@ class StepRule:
 
     def next_alpha(self):
         """The next trial point: the accepted point again (refresh) or a step from it."""
-        base = self.base
+        base = self.point
         if self.refresh:
-            return base["alpha"]
+            return base.alpha
         if self.options.step_rule == "secant" and self.last_move is not None:
             # Bound the move: at most max_step, and at most max_step_ratio times
             # the last accepted move (a nearly flat secant, from noisy
             # hypergradients, would otherwise throw alpha far away).
             cap = min(self.options.max_step, self.options.max_step_ratio * self.last_move)
             if cap > 0:
-                self.L = max(self.L, float(np.max(np.abs(base["grad"]))) / cap)
+                self.L = max(self.L, float(np.max(np.abs(base.grad))) / cap)
         if not self.L > 0:  # gradients that underflow: no curvature information at all
-            self.L = float(np.max(np.abs(base["grad"]))) / self.options.max_step or 1.0
-        return np.clip(base["alpha"] - base["grad"] / self.L, self.lower, self.upper)
+            self.L = float(np.max(np.abs(base.grad))) / self.options.max_step or 1.0
+        return np.clip(base.alpha - base.grad / self.L, self.lower, self.upper)
 
     def model_decrease(self, alpha):
         """Decrease of the outer value that the step to ``alpha`` promises on the
         quadratic model ``grad . d + L ||d||^2 / 2`` around the accepted point."""
-        d = alpha - self.base["alpha"]
-        return -(float(self.base["grad"] @ d) + 0.5 * self.L * float(d @ d))
+        d = alpha - self.point.alpha
+        return -(float(self.point.grad @ d) + 0.5 * self.L * float(d @ d))
 
     def predicted_decrease(self, alpha):
         """:meth:`model_decrease`, or ``None`` until ``L`` is a secant curvature (two
@@ -116,5 +142,22 @@ class StepRule:
     def at_bound(self):
         """Which coordinates of the accepted point stand at a bound the hypergradient
         points out of (a boolean array)."""
-        a, g = self.base["alpha"], self.base["grad"]
+        a, g = self.point.alpha, self.point.grad
         return ((a <= self.lower) & (g > 0)) | ((a >= self.upper) & (g < 0))
+
+    def bound_sides(self) -> np.ndarray:
+        """Per log-penalty: -1 at a lower bound the hypergradient points out of, +1 at
+        such an upper bound, 0 otherwise."""
+        out = self.at_bound()
+        sides = np.zeros(out.shape, dtype=np.int8)
+        sides[out & (self.point.alpha <= self.lower)] = -1
+        sides[out & (self.point.alpha >= self.upper)] = 1
+        return sides
+
+    def revise(self, grad, curvature=None):
+        """Replace the accepted point's hypergradient by a better one (a refined
+        backward pass), and ``L`` by ``curvature`` when it is a positive number."""
+        self.point = Point(alpha=self.point.alpha, value=self.point.value,
+                           value_c=self.point.value_c, grad=grad, eps=self.point.eps)
+        if curvature is not None and curvature > 0 and np.isfinite(curvature):
+            self.L = curvature

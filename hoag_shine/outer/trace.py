@@ -41,12 +41,17 @@ class HoagResult(OptimizeResult):
         3: stopped by the callback; 4: stopped at a bound of ``alpha``;
         5: the search could not proceed (see ``message``).
     message : str
+        Why it stopped, in words.
+    stop : Stop
+        (:func:`~hoag_shine.hoag` only) Why it stopped, as values: a
+        :class:`~hoag_shine.outer.stopping.StopReason` and its fields (which
+        bound and side, which failure).
     trace : list of dict
         One record per outer iteration, with the keys of ``TRACE_FIELDS``.
     memory : list of (LbfgsMemory, ndarray)
         (:func:`~hoag_shine.hoag` only) Each problem's final curvature pairs
         and the log-penalties they are at, for a next run started from this
-        result (``x0=result``, which takes them over). Up to ``pairs_memory_mb``
+        result (``x0=result``, which starts from copies). Up to ``pairs_memory_mb``
         of memory (spilled pairs stay on disk): ``del result["memory"]`` frees it.
     time : float
         Wall time of the whole loop in seconds (:func:`~hoag_shine.hoag`
@@ -95,6 +100,12 @@ class Trace:
         self.heldout, self.callback = heldout, callback
         self.records: list[dict] = []
 
+    @property
+    def wants_x(self) -> bool:
+        """Whether a record needs the (first) inner solution: for the held-out loss or
+        the callback."""
+        return self.heldout is not None or self.callback is not None
+
     def add(self, *, alpha, value, grad, accepted, time, forward_time, backward_time,
             inner_iter, n_hvp, eps, step_size, x) -> bool:
         """Append one record; return ``False`` when the callback asks to stop."""
@@ -113,7 +124,8 @@ class Trace:
                     "accepted" if accepted else "rejected", inner_iter, n_hvp, time)
         if self.callback is not None:
             try:
-                self.callback(OptimizeResult(x=x, **record))
+                # (a copy: writing to the record's x must not change the fit)
+                self.callback(OptimizeResult(x=np.array(x), **record))
             except StopIteration:
                 return False
         return True

@@ -1,0 +1,328 @@
+"""The L-BFGS inverse-Hessian estimate: the operator over the stored pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg.blas import daxpy, saxpy
+
+from .metric import DiagonalMetric, constant_head
+from .pairs import PairStore
+
+__all__ = ["LbfgsMemory"]
+
+_EPS = np.finfo(np.float64).eps
+
+
+def _delegate(name, doc):
+    """A method of :class:`LbfgsMemory` that is its store's."""
+    def method(self, *args):
+        return getattr(self.store, name)(*args)
+
+    method.__name__, method.__doc__ = name, doc
+    return method
+
+
+class LbfgsMemory:
+    """Curvature pairs of an L-BFGS run, oldest first, and the estimate they define.
+
+    Parameters
+    ----------
+    maxlen : int
+        Number of pairs kept; older pairs are dropped first.
+    n_params : int, default=None
+        Length of the vectors (checked on :meth:`append` when given).
+    diag : ndarray of shape (n_params,), default=None
+        A diagonal ``D`` whose scaled copy ``gamma * D`` is the initial inverse
+        Hessian (a guess of the inverse Hessian's diagonal makes the estimate
+        independent of the scale of each coordinate); ``None``: the identity.
+    dtype : {numpy.float64, numpy.float32}, default=numpy.float64
+        Precision in which the pairs are stored. Single precision halves the
+        memory (and the bytes each product reads); the products are then
+        accurate to about ``1e-6`` relative, plenty for a quasi-Newton
+        estimate, and the vectors are stored in the metric of ``D``, each
+        scaled to unit norm, so that no data scale under- or overflows.
+
+    Notes
+    -----
+    The inverse-Hessian estimate is the L-BFGS matrix built from the initial
+    matrix ``H0 = gamma * D`` (``gamma = s.y / y.D.y`` of the newest pair) by one
+    BFGS update per pair, oldest first; see Nocedal & Wright, *Numerical
+    Optimization*, Algorithm 7.4.
+
+    The pairs are kept in the coordinates ``u = D^-1/2 x`` (``s -> D^-1/2 s``,
+    ``y -> D^1/2 y``), where ``H0`` is ``gamma I`` and every product, test and
+    norm is Euclidean. The rows, their precision, checkpoint and spill file are a
+    :class:`~hoag_shine.inner.PairStore`'s (``store``); this class holds the
+    metric and does the arithmetic: :meth:`inv_hvp` and :meth:`shift`.
+    """
+
+    def __init__(self, maxlen: int, n_params: int | None = None, diag=None,
+                 dtype=np.float64):
+        if int(maxlen) < 1:
+            raise ValueError(f"maxlen (the L-BFGS memory size) must be >= 1, got {maxlen}.")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float64), np.dtype(np.float32)):
+            raise ValueError(f"dtype must be float64 or float32, got {dtype}.")
+        self.maxlen = int(maxlen)
+        self.n_params = n_params
+        self.dtype = dtype
+        if isinstance(diag, DiagonalMetric):
+            diag = diag.array
+        if diag is not None:
+            diag = np.asarray(diag, dtype=np.float64)
+            if diag.size and np.all(diag == diag.flat[0]):
+                diag = None  # a constant diagonal: gamma alone does the scaling
+        # Kept as constant head and short tail when it has that shape (no full copy).
+        self._d = None if diag is None else DiagonalMetric(diag)
+        self._sqrt = None if diag is None else DiagonalMetric(np.sqrt(diag))
+        self.store = PairStore(self.maxlen, dtype)
+        self.n_skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    @property
+    def diag(self):
+        """The diagonal ``D`` of the initial matrix (``None``: the identity)."""
+        return None if self._d is None else self._d.array
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the stored pairs take in memory now (0 when spilled)."""
+        return self.store.nbytes
+
+    # -- the store's life cycle (see PairStore) --------------------------------------
+    spill = _delegate("spill", "Move the pairs to a temporary file, releasing their memory "
+                      "(a checkpoint is given up); any later use reads them back exactly.")
+    checkpoint = _delegate("checkpoint", "Remember the pairs in use, so that rollback() can "
+                           "return to them after a trial run (a shift, then appends).")
+    commit = _delegate("commit", "Keep the trial's pairs; release the checkpoint's.")
+    rollback = _delegate("rollback", "Return to the checkpoint exactly; whether there was one.")
+    clear = _delegate("clear", "Drop every pair (a checkpoint is kept).")
+    truncate = _delegate("truncate", "Keep only the newest n_pairs pairs (a checkpoint is "
+                         "given up).")
+
+    def copy(self) -> "LbfgsMemory":
+        """An independent copy (its own storage; spilled pairs stay on disk)."""
+        new = LbfgsMemory(self.maxlen, self.n_params, dtype=self.dtype)
+        new._d, new._sqrt = self._d, self._sqrt
+        new.store = self.store.copy()
+        new.n_skipped = self.n_skipped
+        return new
+
+    # -- coordinates ---------------------------------------------------------------
+    def _to_metric(self, s, y):
+        """``(D^-1/2 s, D^1/2 y)`` in place (the arrays are the memory's own)."""
+        if self._sqrt is not None:
+            self._sqrt.scale(s, 1.0, inverse=True)
+            self._sqrt.scale(y, 1.0)
+        return s, y
+
+    def _rows(self, kind) -> np.ndarray:
+        """The stored ``s`` (or ``y``) vectors in the original coordinates, oldest first."""
+        st = self.store
+        st.restore()
+        rows, norms = (st.S, st.ns) if kind == "s" else (st.Y, st.ny)
+        out = []
+        for slot in st.slots:
+            v = rows[slot].astype(np.float64) * norms[slot]
+            if self._sqrt is not None:
+                self._sqrt.scale(v, 1.0, inverse=(kind == "y"))
+            out.append(v)
+        return np.array(out).reshape(len(self), -1)
+
+    s = property(lambda self: self._rows("s"),
+                 doc="Steps ``s_i``, shape (n_pairs, n_params), oldest first.")
+    y = property(lambda self: self._rows("y"),
+                 doc="Gradient differences ``y_i``, shape (n_pairs, n_params), oldest first.")
+
+    # -- writing ---------------------------------------------------------------------
+    def append(self, s, y) -> bool:
+        """Add the pair ``(s, y)`` if its curvature ``s . y`` is positive.
+
+        A pair whose curvature is not safely positive would break the positive
+        definiteness of the estimate: it is skipped (counted in ``n_skipped``).
+
+        Returns
+        -------
+        added : bool
+        """
+        s = np.array(s, dtype=np.float64)
+        y = np.array(y, dtype=np.float64)
+        if self.n_params is not None and s.shape != (self.n_params,):
+            raise ValueError(f"s must have shape ({self.n_params},), got {s.shape}.")
+        return self._append(s, y)
+
+    def _append(self, s, y, ss=None) -> bool:
+        """:meth:`append` for fresh float64 arrays the memory may overwrite."""
+        s, y = self._to_metric(s, y)
+        sy, yy, ss = float(s @ y), float(y @ y), float(s @ s)
+        # Keep the pair only if its curvature is safely positive: s.y > eps ||s|| ||y||
+        # (a cosine, in the metric of the memory's diagonal when it has one, so that the
+        # test does not depend on the scale of the data; L-BFGS-B's s.y > eps y.y does).
+        if not _curvature_ok(sy, yy, ss):
+            self.n_skipped += 1
+            return False
+        self.store.add(s, y, sy, yy, ss)
+        return True
+
+    def shift(self, delta) -> None:
+        """Replace every ``y_i`` by ``y_i + delta * s_i`` (pairs with lost curvature dropped).
+
+        For an inner objective whose Hessian changes by ``diag(delta)`` (an L2
+        penalty whose strength changed), the shifted pairs are exactly the pairs
+        the new objective would have produced along the same steps.
+
+        Parameters
+        ----------
+        delta : float or ndarray of shape (n_params,)
+
+        Notes
+        -----
+        The pairs are updated in place. Where ``delta * D`` is constant but for a
+        short tail (one penalty, unpenalised intercepts), the curvatures follow
+        from cached scalars and the tail, without another pass over the vectors:
+        ``s.y += d s.s`` and ``y.y += 2 d s.y + d**2 s.s`` on the constant part.
+        """
+        st = self.store
+        if not len(st):
+            return
+        st.restore()
+        n = st.S[st.newest].size
+        dd = np.array(np.broadcast_to(np.asarray(delta, dtype=np.float64), (n,)))
+        if self._d is not None:
+            self._d.scale(dd, 1.0)  # delta in the metric's coordinates
+        k = constant_head(dd)
+        axpy = daxpy if self.dtype == np.float64 else saxpy
+        dd_stored = None if k else dd.astype(self.dtype)
+        for slot in st.slots:
+            S, Y = st.S[slot], st.writable_y(slot)
+            if not k:  # no constant head (one penalty per class, say): whole passes
+                ns, ny = st.ns[slot], st.ny[slot]
+                axpy(dd_stored * S, Y, a=ns / ny)
+                self._set_curvature(slot, ns * ny * float(S @ Y), ny * ny * float(Y @ Y))
+                continue
+            self._set_curvature(slot, *_shift_head_tail(st, slot, S, Y, k, float(dd[0]),
+                                                        dd[k:], axpy))
+
+    def _set_curvature(self, slot, sy, yy):
+        """New ``s.y`` and ``y.y`` of a shifted pair; a pair whose curvature is lost
+        is dropped."""
+        st = self.store
+        st.rho[slot], st.yy[slot] = (1.0 / sy if sy else np.inf), yy
+        if not _curvature_ok(sy, yy, st.ss[slot]):
+            st.drop(slot)
+            self.n_skipped += 1
+
+    # -- products --------------------------------------------------------------------
+    def gamma(self) -> float:
+        """Scaling ``s.y / y.D.y`` of the newest pair (1 when the memory is empty), with
+        ``D`` the memory's ``diag`` (the identity by default)."""
+        slot = self.store.newest
+        if slot is None:
+            return 1.0
+        return 1.0 / (self.store.rho[slot] * self.store.yy[slot])
+
+    def inv_hvp(self, v, h0: float | None = None) -> np.ndarray:
+        """Apply the L-BFGS inverse-Hessian estimate to ``v`` (two-loop recursion).
+
+        Parameters
+        ----------
+        v : ndarray of shape (n_params,)
+        h0 : float, default=None
+            Initial inverse Hessian ``h0 * I``. ``None`` uses ``gamma() * D``
+            (the usual L-BFGS scaling, with the memory's diagonal ``D``, the
+            identity unless given); ``1.0`` reproduces SciPy's
+            ``LbfgsInvHessProduct``.
+
+        Returns
+        -------
+        Hv : ndarray of shape (n_params,)
+        """
+        st = self.store
+        st.restore()
+        q = np.array(v, dtype=np.float64)
+        if self._sqrt is not None:
+            self._sqrt.scale(q, 1.0)  # into the metric's coordinates
+        order = st.slots
+        if self.dtype == np.float32 and order:
+            q = _two_loop_single(st, q, order, lambda v: self._middle(v, h0))
+            if self._sqrt is not None:
+                self._sqrt.scale(q, 1.0)
+            return q
+        a = np.empty(len(order))
+        for j in range(len(order) - 1, -1, -1):
+            i = order[j]
+            a[j] = st.rho[i] * float(st.S[i] @ q)
+            q = daxpy(st.Y[i], q, a=-a[j])  # in place: q -= a_j y
+        self._middle(q, h0)
+        for j, i in enumerate(order):
+            b = st.rho[i] * float(st.Y[i] @ q)
+            q = daxpy(st.S[i], q, a=a[j] - b)
+        if self._sqrt is not None:
+            self._sqrt.scale(q, 1.0)  # back: x = D^1/2 u
+        return q
+
+    def _middle(self, q, h0):
+        """``q *= H0`` in the metric's coordinates."""
+        if h0 is None:
+            q *= self.gamma()
+            return
+        q *= h0
+        if self._sqrt is not None:  # h0 I in the original coordinates is h0 D^-1 here
+            self._sqrt.scale(q, 1.0, inverse=True)
+            self._sqrt.scale(q, 1.0, inverse=True)
+
+
+def _shift_head_tail(st, slot, S, Y, k, head, tail, axpy):
+    """One pair's shift by a constant ``head`` on ``[:k]`` and ``tail`` after it, in
+    place: the head's curvatures from cached scalars (``y_h += head * s_h``), the
+    tail apart. Returns the new ``(s.y, y.y)``."""
+    ns, ny = st.ns[slot], st.ny[slot]
+    sy, yy, ss = 1.0 / st.rho[slot], st.yy[slot], st.ss[slot]
+    s_t = S[k:].astype(np.float64) * ns
+    y_t = Y[k:].astype(np.float64) * ny
+    ss_h, sy_h = max(ss - float(s_t @ s_t), 0.0), sy - float(s_t @ y_t)
+    yy_h = max(yy - float(y_t @ y_t), 0.0)
+    axpy(S[:k], Y[:k], a=head * ns / ny)
+    sy_h, yy_h = sy_h + head * ss_h, yy_h + head * (2.0 * sy_h + head * ss_h)
+    y_t = y_t + tail * s_t
+    Y[k:] = y_t / ny
+    sy_new = sy_h + float(s_t @ y_t)
+    yy_new = yy_h + float(y_t @ y_t)
+    # Lost digits (the tail held most of s.s or y.y) or a doubtful curvature:
+    # the sums again, over the stored vectors.
+    if not (sy_new > 1e-8 * abs(sy) and yy_h >= 1e-8 * yy):
+        sv = S.astype(np.float64) * ns
+        yv = Y.astype(np.float64) * ny
+        sy_new, yy_new = float(sv @ yv), float(yv @ yv)
+    return sy_new, yy_new
+
+
+def _two_loop_single(st, q, order, middle):
+    """The two-loop recursion over single-precision pairs, in place on ``q``:
+    ``q = c * q32``, with the float64 scale ``c`` kept apart so that nothing under-
+    or overflows; ``middle(q)`` applies the initial matrix."""
+    q32 = np.empty(q.size, dtype=np.float32)  # (no float64 temporaries: at 2.6M
+    c = float(np.linalg.norm(q)) or 1.0         # parameters each one is 20 MB)
+    np.multiply(q, 1.0 / c, out=q32, casting="same_kind")
+    a = np.empty(len(order))
+    for j in range(len(order) - 1, -1, -1):
+        i = order[j]
+        a[j] = st.rho[i] * st.ns[i] * c * float(st.S[i] @ q32)
+        q32 = saxpy(st.Y[i], q32, a=-a[j] * st.ny[i] / c)  # in place
+    np.multiply(q32, c, out=q)
+    middle(q)
+    c = float(np.linalg.norm(q)) or 1.0
+    np.multiply(q, 1.0 / c, out=q32, casting="same_kind")
+    for j, i in enumerate(order):
+        b = st.rho[i] * st.ny[i] * c * float(st.Y[i] @ q32)
+        q32 = saxpy(st.S[i], q32, a=(a[j] - b) * st.ns[i] / c)
+    np.multiply(q32, c, out=q)
+    return q
+
+
+def _curvature_ok(sy, yy, ss) -> bool:
+    """Whether a pair's curvature is safely positive: ``s.y > eps ||s|| ||y||``."""
+    return bool(np.isfinite(sy) and np.isfinite(yy) and np.isfinite(ss) and sy > 0
+                and sy > _EPS * np.sqrt(ss) * np.sqrt(yy))
