@@ -222,6 +222,7 @@ class ConjugateGradient(HypergradientStrategy):
     """
 
     name = "cg"
+    _warn_at_cap = True
 
     def __init__(self, max_iter: int = 1000, warm_start: bool = True):
         self.max_iter = _check_int("max_iter", max_iter, 1, "cg")
@@ -231,7 +232,7 @@ class ConjugateGradient(HypergradientStrategy):
         z, n_hvp, ok = conjugate_gradient(hessp, b, rtol=eps,
                                           init=init if self.warm_start else None,
                                           max_iter=self.max_iter)
-        if not ok:
+        if not ok and self._warn_at_cap:
             warnings.warn(
                 f"Conjugate gradient did not reach the relative tolerance {eps:.2g} in "
                 f"max_iter={self.max_iter} iterations; increase the CG cap "
@@ -242,8 +243,9 @@ class ConjugateGradient(HypergradientStrategy):
         return z, n_hvp
 
 
-class TruncatedCG(HypergradientStrategy):
-    """Conjugate gradient stopped after a fixed small number of iterations.
+class TruncatedCG(ConjugateGradient):
+    """Conjugate gradient stopped after a fixed small number of iterations (no
+    warning when the cap is reached: it is the point).
 
     Parameters
     ----------
@@ -252,16 +254,11 @@ class TruncatedCG(HypergradientStrategy):
     """
 
     name = "truncated-cg"
+    _warn_at_cap = False
 
     def __init__(self, max_iter: int = 5, warm_start: bool = True):
         self.max_iter = _check_int("max_iter", max_iter, 1, "truncated-cg")
         self.warm_start = bool(warm_start)
-
-    def solve(self, hessp, b, *, eps, init=None, memory=None):
-        z, n_hvp, _ = conjugate_gradient(hessp, b, rtol=eps,
-                                         init=init if self.warm_start else None,
-                                         max_iter=self.max_iter)
-        return z, n_hvp
 
 
 class Shine(HypergradientStrategy):

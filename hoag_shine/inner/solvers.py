@@ -90,20 +90,9 @@ class _CachedFunGrad:
         return f, g.copy()
 
 
-def minimize_lbfgs(
-    fun_grad,
-    x0,
-    *,
-    tol: float,
-    maxcor: int = 30,
-    max_iter: int = 1000,
-    memory: LbfgsMemory | None = None,
-    fg0=None,
-    h0=None,
-    gnorm_weights=None,
-    opa=None,
-    callback=None,
-) -> InnerResult:
+def minimize_lbfgs(fun_grad, x0, *, tol: float, maxcor: int = 30, max_iter: int = 1000,
+                   memory: LbfgsMemory | None = None, fg0=None, h0=None, gnorm_weights=None,
+                   opa=None, callback=None) -> InnerResult:
     """Minimise a smooth function with SciPy's L-BFGS-B and keep its curvature pairs.
 
     Stops as soon as ``||grad f(x)||_2 <= tol`` (HOAG's test), checked at
@@ -338,20 +327,9 @@ def _opa_pair(fun_grad, memory, direction, x, g, length):
     return bool(memory._append(e, g_e - g)), 1
 
 
-def minimize_lbfgs_numpy(
-    fun_grad,
-    x0,
-    *,
-    tol: float,
-    maxcor: int = 30,
-    max_iter: int = 1000,
-    memory: LbfgsMemory | None = None,
-    opa=None,
-    callback=None,
-    fg0=None,
-    h0=None,
-    gnorm_weights=None,
-) -> InnerResult:
+def minimize_lbfgs_numpy(fun_grad, x0, *, tol: float, maxcor: int = 30, max_iter: int = 1000,
+                         memory: LbfgsMemory | None = None, opa=None, callback=None, fg0=None,
+                         h0=None, gnorm_weights=None) -> InnerResult:
     """Minimise a smooth function with a NumPy L-BFGS whose memory is open.
 
     Two-loop recursion, strong Wolfe line search, HOAG's test ``||grad|| <=

@@ -1,12 +1,8 @@
-"""State of the inner problems across outer iterations (one per cross-validation fold).
+"""The folds of one outer loop, solved together (one per cross-validation split).
 
-A :class:`Fold` keeps one inner problem's warm state (its accepted solution,
-backward vector and L-BFGS pairs) and talks through a narrow interface of
-values: :meth:`~Fold.forward`, :meth:`~Fold.accept`, :meth:`~Fold.reject`,
-:meth:`~Fold.refine` take log-penalties and a tolerance and return scalars and
-``n_hyper``-long vectors (:class:`FoldForward`, :class:`FoldBackward`). A
-:class:`FoldSet` runs the folds of one outer loop and reduces their answers in
-a fixed order; where the folds live (this process, worker processes, dask
+A :class:`FoldSet` runs the :class:`~hoag_shine.outer.fold.Fold` objects of one
+outer loop and reduces their answers in a fixed order (:class:`Forward`,
+:class:`Backward`); where the folds live (this process, worker processes, dask
 workers) is the business of :mod:`hoag_shine.outer.workers`.
 """
 
@@ -15,45 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import OptimizeResult
 
-from .._utils import SpillFile
-from ..hypergrad import ShineRefine, TruncatedCG, compute_hypergradient
-from ..inner import DiagonalMetric, LbfgsMemory, PairPlan, get_inner_solver, plan_pairs
+from ..inner import LbfgsMemory, plan_pairs
+from .fold import Fold, FoldBackward, FoldForward
 from .trace import HoagResult
+from .workers import make_runner
 
 __all__ = ["Backward", "Fold", "FoldBackward", "FoldForward", "FoldSet", "Forward",
            "start_memories"]
-
-#: Cap on the conjugate-gradient iterations of a refined backward vector (its
-#: warm start, SHINE's estimate, is the rest of the budget).
-_REFINE_MAX_ITER = 100
-
-
-@dataclass(frozen=True)
-class FoldForward:
-    """One fold's trial solve: its outer value (raw and corrected; ``None`` until
-    the fold has a backward vector) and its inner solve's outcome."""
-
-    value: float | None
-    value_c: float | None
-    nit: int
-    success: bool
-    message: str
-
-
-@dataclass(frozen=True)
-class FoldBackward:
-    """One fold's accepted state: outer value, hypergradient, Hessian products, the
-    corrected value, and its inner solve's outcome."""
-
-    value: float
-    grad: np.ndarray
-    n_hvp: int
-    value_c: float
-    nit: int
-    success: bool
-    message: str
 
 
 @dataclass(frozen=True)
@@ -77,235 +42,6 @@ class Backward:
     inner_ok: bool
     inner_nit: int
     inner_message: str
-
-
-class _Accepted(OptimizeResult):
-    """A fold's accepted state: ``x``, ``fun``, ``jac`` (inner value and gradient at
-    ``(x, alpha)``), ``alpha``, ``z`` (backward vector), ``zc`` (the vector of the
-    first-order value correction) and ``value_c``."""
-
-
-class Fold:
-    """One inner problem's state across outer iterations.
-
-    Keeps the last accepted inner solution (warm start) and backward-pass
-    vector, the trial solve awaiting the accept test, and one L-BFGS memory,
-    updated in place: each solve starts from the pairs of the last one (accepted
-    or not), shifted exactly to the new penalty. When the plan spills (problems
-    too large for every fold's pairs to stay in memory), the fold's vectors
-    wait on disk too between its uses, pairs and all: only the fold being
-    solved is in memory.
-
-    Parameters
-    ----------
-    problem : BilevelProblem
-    alpha : ndarray of shape (n_hyper,)
-        Starting log-penalties (they fix the scale of the relative tolerances).
-    x0 : ndarray of shape (n_params,) or None
-        Starting inner point (``problem.initial_x()`` by default).
-    options : HoagOptions
-    pairs : PairPlan, default=None
-        How the memory is stored (:func:`~hoag_shine.inner.plan_pairs`).
-        ``None``: ``options.maxcor`` pairs in double precision, a rejected
-        trial's memory rolled back.
-    memory : (LbfgsMemory, ndarray), default=None
-        Pairs to start with and the log-penalties they are at (shifted to
-        each solve's penalty). The fold works on them in place.
-    """
-
-    def __init__(self, problem, alpha, x0, options, pairs=None, memory=None):
-        self.problem, self.options = problem, options
-        self.strategy = options.strategy
-        self.solver = get_inner_solver(options.inner_solver)
-        self.n_solves = 0
-        x = problem.initial_x() if x0 is None else np.array(x0, dtype=np.float64)
-        if x.shape != (problem.n_params,):
-            raise ValueError(f"x0 must have shape ({problem.n_params},), got {x.shape}.")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("x0 contains NaN or infinite values; pass a finite starting point "
-                             "or None (zeros).")
-        self.state = _Accepted(x=x, fun=None, jac=None, alpha=None, z=None, zc=None,
-                               value_c=None)
-        self.norm_init = problem.gradient_scale(alpha)
-        # (kept as constant head and short tail when it has that shape: no full copy)
-        self.alpha0, self.h0 = alpha, DiagonalMetric(problem.inverse_hessian_guess(alpha))
-        self.plan = pairs or PairPlan(np.dtype(np.float64), options.maxcor, True, False)
-        self.memory, self.memory_alpha = self._check_memory(memory)
-        self.trial = self.pending = None  # the trial solve; its backward pass when done
-        self._parked, self._entries = SpillFile("hoag_shine_fold_"), None
-
-    def _check_memory(self, memory):
-        if memory is None or memory[0] is None:
-            return None, None
-        pairs_in, at = memory
-        if not isinstance(pairs_in, LbfgsMemory):
-            raise TypeError("x0's memory must hold (LbfgsMemory, alpha) pairs, got "
-                            f"{type(pairs_in).__name__}.")
-        if pairs_in.n_params not in (None, self.problem.n_params):
-            raise ValueError(f"x0's pairs have {pairs_in.n_params} parameters, the "
-                             f"problem {self.problem.n_params}.")
-        at = np.atleast_1d(np.asarray(at, dtype=np.float64))
-        if at.size == 1 and self.problem.n_hyper > 1:  # one penalty for every group
-            at = np.full(self.problem.n_hyper, at[0])
-        return pairs_in, self.problem.check_alpha(at)
-
-    # -- vectors at rest ------------------------------------------------------
-    def park(self):
-        """When the plan spills: write the fold's vectors (solutions, gradients,
-        backward vectors, accepted and trial) to its temporary file and drop them
-        from memory until :meth:`unpark`. Shared arrays are written once and come
-        back shared."""
-        if not self.plan.spill or self._parked.holds:
-            return
-        n = self.problem.n_params
-        arrays, index, entries = [], {}, []
-        for owner in (self.state, self.trial, self.pending):
-            for key in ("x", "jac", "z", "zc"):
-                a = None if owner is None else owner.get(key)
-                if isinstance(a, np.ndarray) and a.size == n:
-                    i = index.setdefault(id(a), len(arrays))
-                    if i == len(arrays):
-                        arrays.append(a)
-                    entries.append((owner, key, i))
-        if arrays:
-            self._parked.write(arrays)
-            for owner, key, _ in entries:
-                owner[key] = None
-            self._entries = entries
-
-    def unpark(self):
-        """Read back what :meth:`park` wrote (exactly)."""
-        if self._parked.holds:
-            arrays = self._parked.read()
-            for owner, key, i in self._entries:
-                owner[key] = arrays[i]
-            self._entries = None
-
-    # -- the interface of values ----------------------------------------------
-    def forward(self, alpha, eps) -> FoldForward:
-        """Inner solve at ``alpha`` from the accepted state; outer value, corrected."""
-        self.unpark()
-        problem, st = self.problem, self.state
-        fg0 = None
-        if st.jac is not None:  # the warm start's evaluation, moved to the new alpha
-            fg0 = problem.inner_value_grad_update(st.x, st.fun, st.jac, st.alpha, alpha)
-        opa = self.strategy.opa(problem, alpha, self.n_solves)
-        h0 = self._first_step_scale(alpha)
-        memory = self._memory_at(alpha, h0)
-        inner = self.solver.solve(
-            lambda v: problem.inner_value_grad(v, alpha), st.x, tol=eps * self.norm_init,
-            max_iter=self.options.max_inner_iter, memory=memory, fg0=fg0, h0=h0,
-            gnorm_weights=self.h0, opa=opa)
-        self.n_solves += 1
-        self.trial, self.pending = inner, None
-        value = value_c = None
-        if self.plan.spill:
-            # The memory waits on disk while the other folds are solved, and the
-            # backward pass needs it: done now (wasted only if the step is rejected;
-            # SHINE's costs one product).
-            self.pending = self._backward(alpha, eps)
-            memory.spill()
-            value = self.pending.value
-        elif st.zc is not None:
-            value = problem.outer_value_grad(inner.x, alpha)[0]
-        if st.zc is not None:
-            value_c = value - float(st.zc @ inner.jac)
-        self.park()
-        return FoldForward(value, value_c, int(inner.nit), bool(inner.success),
-                           str(inner.message))
-
-    def _first_step_scale(self, alpha):
-        """``h0 / (1 + h0 (w(alpha) - w(alpha0)))``: the inverse-Hessian guess moved to
-        ``alpha`` (computed in place, without temporaries of the problem's size)."""
-        h0 = self.h0.new_array()
-        dw = self.problem.penalty_weights(alpha) - self.problem.penalty_weights(self.alpha0)
-        dw *= h0
-        dw += 1.0
-        return np.divide(h0, dw, out=h0)
-
-    def _memory_at(self, alpha, h0):
-        """The memory the solve at ``alpha`` starts from: the carried pairs moved
-        exactly (in place, with a checkpoint when a rejected trial rolls back), or a
-        new one whose diagonal is ``h0``."""
-        memory = self.memory
-        if self.options.warm_memory and memory is not None:
-            if self.plan.rollback:
-                memory.checkpoint()
-            memory.shift(self.problem.penalty_weights(alpha)
-                         - self.problem.penalty_weights(self.memory_alpha))
-        else:
-            memory = LbfgsMemory(self.plan.maxcor, self.problem.n_params, h0,
-                                 dtype=self.plan.dtype)
-        self.memory, self.memory_alpha = memory, alpha
-        return memory
-
-    def _backward(self, alpha, eps):
-        """The trial's hypergradient, with ``zc``, the vector of its value correction."""
-        inner = self.trial
-        hg = compute_hypergradient(
-            self.problem, inner.x, alpha, self.strategy, eps=eps, memory=inner.memory,
-            init=self.state.z,  # (a strategy that is not warm-started ignores it)
-        )
-        hg.zc = hg.z if self.strategy.correction_is_z else inner.memory.inv_hvp(hg.grad_x)
-        del hg["grad_x"]  # (not needed any more: 20 MB on 20 classes)
-        return hg
-
-    def accept(self, alpha, eps) -> FoldBackward:
-        """Make the trial solve the accepted state; return its hypergradient."""
-        self.unpark()
-        inner, st = self.trial, self.state
-        hg = self.pending or self._backward(alpha, eps)
-        zc = hg.pop("zc")
-        self.pending = None
-        self.memory.commit()
-        st.value_c = hg.value - float(zc @ inner.jac)
-        st.x, st.alpha, st.z, st.zc = inner.x, alpha, hg.z, zc
-        if self.plan.dtype == np.float32:  # large problems: the backward vectors at rest
-            st.z = hg.z.astype(np.float32)  # in the pairs' precision (20 MB per fold)
-            st.zc = st.z if zc is hg.z else zc.astype(np.float32)
-        st.fun, st.jac = inner.fun, inner.jac
-        self.park()
-        return FoldBackward(float(hg.value), np.asarray(hg.grad), int(hg.n_hvp),
-                            float(st.value_c), int(inner.nit), bool(inner.success),
-                            str(inner.message))
-
-    def reject(self) -> None:
-        """Drop the trial: the memory returns to the accepted state's when it can."""
-        self.unpark()
-        self.trial = self.pending = None
-        if self.memory is not None and self.memory.rollback():
-            self.memory_alpha = self.state.alpha
-        self.park()
-
-    def refine(self, alpha, eps, trial=False):
-        """``(grad, n_hvp)``: the hypergradient at ``alpha`` by conjugate gradient,
-        warm-started at the backward vector, to relative residual ``eps``; at the
-        accepted solution (whose backward vector becomes the refined one) or, with
-        ``trial``, at the trial solution."""
-        self.unpark()
-        x = self.trial.x if trial else self.state.x
-        hg = compute_hypergradient(self.problem, x, alpha, TruncatedCG(max_iter=_REFINE_MAX_ITER),
-                                   eps=eps, init=self.state.z)
-        if not trial:
-            self.state.z = hg.z
-        self.park()
-        return hg.grad, int(hg.n_hvp)
-
-    def refine_from_now(self) -> None:
-        """From now on, refine each backward vector by conjugate gradient (warm-started
-        at SHINE's estimate) to the inner tolerance."""
-        self.strategy = ShineRefine(max_iter=_REFINE_MAX_ITER)
-
-    def solution(self, trial=False) -> np.ndarray:
-        """The accepted inner solution (with ``trial``, the trial's)."""
-        self.unpark()
-        x = self.trial.x if trial else self.state.x
-        self.park()
-        return x
-
-    def pairs(self):
-        """``(memory, alpha)``: the curvature pairs and the log-penalties they are at."""
-        return self.memory, self.memory_alpha
 
 
 def start_memories(x0, n_problems, take_pairs=False):
@@ -352,23 +88,29 @@ class FoldSet:
     take_pairs : bool, default=False
         Work on the pairs of a ``HoagResult`` given as ``x0`` in place (they leave
         it) instead of copies.
+    runner : runner, default=None
+        Folds already built (by an earlier stage of the same fit, restaged): used,
+        and left open for their owner to close. ``None``: built here, closed on exit.
     """
 
-    def __init__(self, problems, alpha, x0, options, take_pairs=False):
-        from .workers import make_runner
-
-        x0s, memories = start_memories(x0, len(problems), take_pairs)
-        n_params = max(p.n_params for p in problems)
-        plan = plan_pairs(n_params, options.maxcor, len(problems), options.pairs_memory_mb)
-        specs = [(p, alpha, x, options, plan, m) for p, x, m in zip(problems, x0s, memories)]
-        self.runner = make_runner(specs, options)
+    def __init__(self, problems, alpha, x0, options, take_pairs=False, runner=None):
         self.n_folds = len(problems)
+        self._own = runner is None
+        if runner is None:
+            x0s, memories = start_memories(x0, len(problems), take_pairs)
+            n_params = max(p.n_params for p in problems)
+            plan = plan_pairs(n_params, options.maxcor, len(problems), options.pairs_memory_mb)
+            specs = [(p, alpha, x, options, plan, m)
+                     for p, x, m in zip(problems, x0s, memories)]
+            runner = make_runner(specs, options)
+        self.runner = runner
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.runner.close()
+        if self._own or exc[0] is not None:
+            self.runner.close()
         return False
 
     def forward(self, alpha, eps, want_x=False) -> Forward:
@@ -410,13 +152,14 @@ class FoldSet:
     @property
     def memory(self):
         """Each fold's curvature pairs and the log-penalties they are at (``(None,
-        None)`` for a fold not solved yet)."""
-        return self.runner.call_all("pairs")
+        None)`` for a fold not solved yet); ``None`` when the folds live on workers
+        (the pairs stay there)."""
+        return None if self.runner.remote else self.runner.call_all("pairs")
 
     @property
     def x(self):
-        """The accepted inner solutions, one per fold."""
-        return self.runner.call_all("solution")
+        """The accepted inner solutions, one per fold (fetched one at a time)."""
+        return [self.runner.call(k, "solution") for k in range(self.n_folds)]
 
     def mean_x(self) -> np.ndarray:
         """The mean of the accepted solutions, summed in fold order, one at a time."""

@@ -109,11 +109,14 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
 
 
 def run_hoag(problem, alpha0=None, *, options, x0=None, heldout=None, callback=None,
-             take_pairs=False):
+             runner=None, keep_runner=False):
     """:func:`hoag` without its warnings: the result says why it stopped
     (``result.stop``), for a caller that reports stops in its own words.
-    ``take_pairs``: ``x0`` is the caller's own result, whose pairs this run may
-    work on in place (they leave it) instead of copies."""
+
+    ``runner``: folds already built and restaged by an earlier stage of the same
+    fit (see :class:`~hoag_shine.outer.folds.FoldSet`); ``keep_runner``: leave
+    the folds open and hand them over as ``result.runner`` (the caller closes it).
+    """
     opts, problems = options, check_problems(problem)
     lower, upper = opts.bounds_arrays(problems[0].n_hyper)
     alpha = start_alpha(problems, alpha0, lower, upper)
@@ -122,7 +125,8 @@ def run_hoag(problem, alpha0=None, *, options, x0=None, heldout=None, callback=N
     trace = Trace(heldout_loss_fn(problems[0], heldout), callback)
     steps, stopping = StepRule(opts, lower, upper), StoppingRule(opts)
     t_start = time.perf_counter()
-    with FoldSet(problems, alpha, x0, opts, take_pairs=take_pairs) as folds:
+    with FoldSet(problems, alpha, x0, opts, runner=runner) as folds:
+        folds._own = folds._own and not keep_runner
         clock = time.perf_counter() - t_start  # held-out evaluations excluded
         stop, clock = _loop(folds, steps, stopping, trace, alpha, opts, clock)
         xs, memory = folds.x, folds.memory
@@ -132,7 +136,7 @@ def run_hoag(problem, alpha0=None, *, options, x0=None, heldout=None, callback=N
         alpha=point.alpha, x=xs[0] if len(xs) == 1 else xs, fun=point.value, grad=point.grad,
         nit=len(trace.records), success=stop.status in (0, 3), status=stop.status,
         message=describe(stop, opts), stop=stop, trace=trace.records, options=opts,
-        time=clock, memory=memory,
+        time=clock, memory=memory, **({"runner": folds.runner} if keep_runner else {}),
     )
 
 

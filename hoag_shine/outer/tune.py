@@ -100,11 +100,19 @@ def search_penalty(problems, options, *, alpha0=None, staged=False, callback=Non
         raise TypeError("A staged search needs problems with with_penalty('shared') (one "
                         "penalty per class of a multinomial model).")
     first = run_hoag([p.with_penalty("shared") for p in problems],
-                     None if alpha0 is None else alpha0[:1], options=options, callback=callback)
-    later = _per_class_options(options, first)
-    # (the first stage's pairs are handed over, not copied: it is this function's own)
-    res = run_hoag(problems, np.full(n_hyper, first.alpha[0]), options=later, x0=first,
-                   callback=callback, take_pairs=True)
+                     None if alpha0 is None else alpha0[:1], options=options, callback=callback,
+                     keep_runner=True)
+    runner = first.pop("runner")
+    try:
+        later = _per_class_options(options, first)
+        start = np.full(n_hyper, first.alpha[0])
+        # The folds go on where they are: each one's solution and L-BFGS pairs (moved,
+        # not copied) start its per-class problem.
+        runner.restage("per-class", start, later)
+        res = run_hoag(problems, start, options=later, callback=callback, runner=runner)
+    finally:
+        runner.close()
+    first.pop("memory", None)
     stop = res.stop
     if stop.reason is StopReason.TIME:  # the budget is the user's, for both stages
         stop = stop.replace(budget_left=later.max_time)

@@ -2,23 +2,83 @@
 
 A runner holds the folds of one :class:`~hoag_shine.outer.folds.FoldSet` and
 answers ``call_all(method, *args)`` (every fold's answer, in fold order) and
-``call(k, method, *args)`` (fold ``k``'s). Only log-penalties, tolerances,
-scalars and ``n_hyper``-long vectors cross it per outer step.
+``call(k, method, *args)`` (fold ``k``'s). A fold lives where it was built: its
+data go there once, its warm state (solution, backward vector, L-BFGS pairs)
+stays there, and per outer step only log-penalties and a tolerance go out,
+scalars and ``n_hyper``-long vectors come back.
+
+* :class:`LocalRunner`: the folds in this process (one after the other, or in a
+  joblib backend's threads);
+* :class:`ProcessRunner`: the folds spread over worker processes of this
+  machine, each one a single-process executor of joblib's loky (or of the
+  standard library, forked), so that a fold's calls always reach its process;
+* :class:`DaskRunner`: the folds on the workers of a ``dask.distributed``
+  cluster, one actor per worker.
+
+The remote runners keep a journal of each fold's last accepted and trial
+points: a worker that dies loses its folds' warm state, not the fit; they are
+rebuilt cold on a live worker, brought back to the loop's state by solving
+again, and a :class:`WorkerLostWarning` says so.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import warnings
+from concurrent.futures import BrokenExecutor
+
 from joblib import Parallel, delayed, effective_n_jobs
 from joblib.parallel import LokyBackend, get_active_backend
+from threadpoolctl import threadpool_limits
 
-__all__ = ["LocalRunner", "make_runner"]
+from .fold import Fold
+
+__all__ = ["DaskRunner", "FoldHost", "LocalRunner", "ProcessRunner", "WorkerLostWarning",
+           "make_runner", "processes_pay"]
+
+#: Work per outer step (stored entries of the training data times the
+#: hyperparameter-independent width of the model) below which worker processes
+#: do not pay for their start (``benchmarks/n_jobs.py``).
+MIN_WORK_FOR_PROCESSES = 2_000_000
+
+
+class WorkerLostWarning(UserWarning):
+    """A worker holding folds died during a fit: its folds were rebuilt cold on a
+    live worker (their warm state was lost, not the fit)."""
 
 
 def _build(spec):
-    from .folds import Fold
-
     problem, alpha, x0, options, plan, memory = spec
     return Fold(problem, alpha, x0, options, plan, memory)
+
+
+class FoldHost:
+    """Some folds of one fold set, by index: what a worker process or a dask actor
+    holds. Its methods take and return values only."""
+
+    def __init__(self, specs):
+        with threadpool_limits(limits=1, user_api="blas"):
+            self.folds = {k: _build(s) for k, s in specs.items()}
+
+    def call(self, ks, method, args):
+        """Fold ``k``'s ``method(*args)`` for each ``k`` of ``ks``, in that order."""
+        with threadpool_limits(limits=1, user_api="blas"):
+            return [getattr(self.folds[k], method)(*args) for k in ks]
+
+    def add(self, k, spec):
+        """Build fold ``k`` here (a fold whose worker died)."""
+        with threadpool_limits(limits=1, user_api="blas"):
+            self.folds[k] = _build(spec)
+
+    def restage(self, ks, penalty, alpha, options):
+        """Replace folds ``ks`` by folds of their problems with another penalty
+        (``problem.with_penalty(penalty)``), started from their solutions and pairs."""
+        for k in ks:
+            self.folds[k] = self.folds[k].restage(penalty, alpha, options)
+
+    def pid(self):
+        return os.getpid()
 
 
 class LocalRunner:
@@ -32,6 +92,8 @@ class LocalRunner:
     parallel : joblib.Parallel or None
         The pool of threads serving the whole loop.
     """
+
+    remote = False
 
     def __init__(self, specs, parallel=None):
         self.folds = [_build(s) for s in specs]
@@ -47,20 +109,252 @@ class LocalRunner:
     def call(self, k, method, *args):
         return getattr(self.folds[k], method)(*args)
 
+    def restage(self, penalty, alpha, options):
+        self.folds = [f.restage(penalty, alpha, options) for f in self.folds]
+
     def close(self) -> None:
         if self._parallel is not None:
             self._parallel.__exit__(None, None, None)
             self._parallel = None
 
 
+class _Journal:
+    """What the loop asked of each fold since its last acceptance, to bring a fold
+    rebuilt cold back to the loop's state."""
+
+    def __init__(self, n):
+        self.accepted = [None] * n  # (alpha, eps) of the accepted state
+        self.trial = [None] * n  # (alpha, eps) of the pending trial
+        self.end_game = False
+
+    def record(self, k, method, args):
+        if method == "forward":
+            self.trial[k] = args
+        elif method == "accept":
+            self.accepted[k], self.trial[k] = self.trial[k], None
+        elif method == "reject":
+            self.trial[k] = None
+        elif method == "refine_from_now":
+            self.end_game = True
+
+    def replay(self, k):
+        """The calls that bring a cold fold ``k`` to its recorded state."""
+        calls = [("refine_from_now", ())] if self.end_game else []
+        if self.accepted[k] is not None:
+            calls += [("forward", self.accepted[k]), ("accept", self.accepted[k])]
+        if self.trial[k] is not None:
+            calls.append(("forward", self.trial[k]))
+        return calls
+
+
+class _RemoteRunner:
+    """The folds spread over workers (``hosts``); the base of the process and dask
+    runners. Subclasses give ``_start(w, specs)``, ``_submit(w, name, *args)`` (a
+    future) and ``_alive(w)``."""
+
+    remote = True
+
+    def __init__(self, specs, n_workers):
+        self.specs = list(specs)
+        n_workers = max(1, min(n_workers, len(self.specs)))
+        # Fold k on worker k % n_workers: a fixed assignment (the reduction order
+        # is the folds', whatever the assignment).
+        self.owner = [k % n_workers for k in range(len(self.specs))]
+        self.journal = _Journal(len(self.specs))
+        self.dead = set()
+        self.hosts = [self._start(w, {k: self.specs[k] for k in self._folds_of(w)})
+                      for w in range(n_workers)]
+
+    def _folds_of(self, w):
+        return [k for k, o in enumerate(self.owner) if o == w]
+
+    def call_all(self, method, *args) -> list:
+        out = [None] * len(self.specs)
+        pending = {w: self._submit(w, "call", self._folds_of(w), method, args)
+                   for w in range(len(self.hosts)) if w not in self.dead and self._folds_of(w)}
+        for w, future in pending.items():
+            for k, r in zip(self._folds_of(w), self._result(w, future, method, args)):
+                out[k] = r
+        for k in range(len(self.specs)):
+            self.journal.record(k, method, args)
+        return out
+
+    def call(self, k, method, *args):
+        w = self.owner[k]
+        (r,) = self._result(w, self._submit(w, "call", [k], method, args), method, args, [k])
+        self.journal.record(k, method, args)
+        return r
+
+    def _result(self, w, future, method, args, ks=None):
+        """The answer of worker ``w``; a worker found dead has its folds rebuilt cold on
+        a live worker and asked again."""
+        ks = self._folds_of(w) if ks is None else ks
+        try:
+            return future.result()
+        except Exception:
+            if self._alive(w):
+                raise
+        return self._recover(w, ks, method, args)
+
+    def _recover(self, w, ks, method, args):
+        self.dead.add(w)
+        live = [v for v in range(len(self.hosts)) if v not in self.dead]
+        if not live:
+            raise RuntimeError("every worker of the fit died; its folds cannot be rebuilt")
+        lost = self._folds_of(w)
+        warnings.warn(
+            f"A worker holding folds {lost} died during the fit; they were rebuilt cold on "
+            "a live worker (their warm start and L-BFGS pairs were lost, not the fit).",
+            WorkerLostWarning, stacklevel=2)
+        for i, k in enumerate(lost):
+            v = live[i % len(live)]
+            self.owner[k] = v
+            spec = self.specs[k][:5] + (None,)  # cold: the fold's start, no pairs
+            self._submit(v, "add", k, spec).result()
+            for name, replay_args in self.journal.replay(k):
+                self._submit(v, "call", [k], name, replay_args).result()
+        return [self._submit(self.owner[k], "call", [k], method, args).result()[0]
+                for k in ks]
+
+    def restage(self, penalty, alpha, options):
+        """Every fold replaced by one of its problem with another penalty (in place
+        on its worker: its solution and pairs stay there)."""
+        futures = [self._submit(w, "restage", self._folds_of(w), penalty, alpha, options)
+                   for w in range(len(self.hosts)) if w not in self.dead]
+        for f in futures:
+            f.result()
+        self.specs = [(s[0].with_penalty(penalty), alpha, s[2], options, s[4], None)
+                      for s in self.specs]
+        self.journal = _Journal(len(self.specs))
+
+
+def _host_call(name, *args):
+    """Run in a worker process: the method ``name`` of its :class:`FoldHost`."""
+    if name == "start":
+        globals()["_HOST"] = FoldHost(args[0])
+        return os.getpid()
+    return getattr(globals()["_HOST"], name)(*args)
+
+
+class ProcessRunner(_RemoteRunner):
+    """The folds on worker processes of this machine, started once per fit.
+
+    Each worker is a single-process executor, so that a fold's calls always reach
+    the process that holds it: forked from this process where that is safe (one
+    thread running, a POSIX system: the data are shared, not copied), else one of
+    joblib's loky executors (the data are pickled to it once).
+    """
+
+    def __init__(self, specs, n_workers):
+        self._executors = []
+        super().__init__(specs, n_workers)
+
+    def _start(self, w, specs):
+        executor = _single_process_executor()
+        self._executors.append(executor)
+        executor.submit(_host_call, "start", specs).result()
+        return executor
+
+    def _submit(self, w, name, *args):
+        return self.hosts[w].submit(_host_call, name, *args)
+
+    def _alive(self, w):
+        try:
+            self.hosts[w].submit(os.getpid).result(timeout=60)
+            return True
+        except (BrokenExecutor, OSError, RuntimeError):
+            return False
+        except Exception:  # (loky's TerminatedWorkerError and kin)
+            return False
+
+    def pids(self):
+        """The worker processes' ids (live ones)."""
+        return [self._submit(w, "pid").result() for w in range(len(self.hosts))
+                if w not in self.dead]
+
+    def close(self) -> None:
+        for ex in self._executors:
+            ex.shutdown(wait=True, cancel_futures=True)
+        self._executors = []
+
+
+def _single_process_executor():
+    """An executor of one worker process: forked where that is safe, else loky."""
+    if os.name == "posix" and threading.active_count() == 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("fork"))
+    from joblib.externals.loky import ProcessPoolExecutor as LokyExecutor
+
+    return LokyExecutor(max_workers=1)
+
+
+class DaskRunner(_RemoteRunner):
+    """The folds on the workers of a ``dask.distributed`` cluster: one actor
+    (:class:`FoldHost`) per worker, pinned to it.
+
+    Parameters
+    ----------
+    specs : list of tuple
+    client : distributed.Client
+    """
+
+    def __init__(self, specs, client):
+        self.client = client
+        self.addresses = sorted(client.scheduler_info()["workers"])
+        if not self.addresses:
+            raise RuntimeError("the dask cluster has no worker to put the folds on")
+        super().__init__(specs, len(self.addresses))
+
+    def _start(self, w, specs):
+        future = self.client.submit(FoldHost, specs, actor=True, workers=[self.addresses[w]],
+                                    allow_other_workers=False, pure=False)
+        return future.result()
+
+    def _submit(self, w, name, *args):
+        return getattr(self.hosts[w], name)(*args)
+
+    def _alive(self, w):
+        return self.addresses[w] in self.client.scheduler_info()["workers"]
+
+    def close(self) -> None:
+        self.hosts = []
+
+
+def processes_pay(problems) -> bool:
+    """Whether the folds' work per outer step is worth worker processes: stored
+    training entries times the model's width (classes) of each fold, summed, at
+    least :data:`MIN_WORK_FOR_PROCESSES`."""
+    work = 0
+    for p in problems:
+        X = getattr(p, "X_train", None)
+        if X is None:
+            return True  # a problem of the user's: its cost is unknown, trust n_jobs
+        nnz = X.nnz if hasattr(X, "nnz") else X.size
+        work += nnz * max(1, p.n_params // max(1, X.shape[1]))
+    return work >= MIN_WORK_FOR_PROCESSES
+
+
+def _dask_client(backend):
+    """The ``distributed.Client`` of joblib's dask backend (``None`` for another)."""
+    client = getattr(backend, "client", None)
+    if client is not None and type(backend).__name__ == "DaskDistributedBackend":
+        return client
+    return None
+
+
 def make_runner(specs, options):
     """The runner of the folds ``specs`` that ``options.n_jobs`` and the active joblib
-    backend ask for."""
+    backend ask for: a dask cluster (``joblib.parallel_config(backend="dask")``);
+    threads (``backend="threading"``); worker processes (``n_jobs`` > 1 with
+    joblib's default backend, when :func:`processes_pay`); else this process."""
+    backend, config_jobs = get_active_backend()
+    if len(specs) > 1 and _dask_client(backend) is not None:
+        return DaskRunner(specs, _dask_client(backend))
     n_jobs = effective_n_jobs(options.n_jobs) if len(specs) > 1 else 1
-    # Threads only when a backend is chosen with joblib.parallel_config: with joblib's
-    # default, threads measured slower than this thread on every problem tried
-    # (benchmarks/n_jobs.py).
-    chosen = not isinstance(get_active_backend()[0], LokyBackend)
-    if n_jobs > 1 and chosen:
+    if n_jobs > 1 and type(backend).__name__ == "ThreadingBackend":
         return LocalRunner(specs, Parallel(n_jobs=min(n_jobs, len(specs))))
+    if n_jobs > 1 and isinstance(backend, LokyBackend) and processes_pay([s[0] for s in specs]):
+        return ProcessRunner(specs, min(n_jobs, len(specs)))
     return LocalRunner(specs)

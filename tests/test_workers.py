@@ -1,0 +1,138 @@
+"""Folds on worker processes and dask workers: same answers as in this process, faults
+survived."""
+
+import os
+import signal
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+import hoag_shine.outer.workers as workers
+from hoag_shine import LogisticProblem, ShineLogisticRegressionCV, hoag
+from hoag_shine.datasets import make_sparse_classification
+from hoag_shine.outer.workers import WorkerLostWarning
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@pytest.fixture
+def always_processes(monkeypatch):
+    """Worker processes whatever the size of the problem (the tests' problems are small)."""
+    monkeypatch.setattr(workers, "MIN_WORK_FOR_PROCESSES", 0)
+
+
+def _folds(n_folds=4, seed=0):
+    X, y = make_sparse_classification(600, 300, density=0.05, random_state=seed)
+    idx = np.arange(len(y))
+    out = []
+    for k in range(n_folds):
+        val = idx[k::n_folds]
+        tr = np.setdiff1d(idx, val)
+        out.append(LogisticProblem(X[tr], y[tr], X[val], y[val], fit_intercept=True))
+    return out
+
+
+def test_processes_give_the_serial_answer_to_the_last_digit(always_processes):
+    problems = _folds()
+    serial = hoag(problems, max_iter=15)
+    parallel = hoag(problems, max_iter=15, n_jobs=2)
+    np.testing.assert_array_equal(parallel.alpha, serial.alpha)
+    for key in ("alpha", "outer_value", "hypergradient", "inner_iter", "accepted"):
+        np.testing.assert_array_equal([r[key] for r in parallel.trace],
+                                      [r[key] for r in serial.trace])
+    for a, b in zip(parallel.x, serial.x):
+        np.testing.assert_array_equal(a, b)
+    assert parallel.memory is None  # the pairs stayed on the workers
+
+
+def test_estimator_n_jobs_gives_the_same_C(always_processes):
+    X, y = make_sparse_classification(500, 200, density=0.05, random_state=1)
+    one = ShineLogisticRegressionCV(cv=4).fit(X, y)
+    two = ShineLogisticRegressionCV(cv=4, n_jobs=2).fit(X, y)
+    assert two.C_ == one.C_
+    np.testing.assert_array_equal(two.coef_, one.coef_)
+    np.testing.assert_array_equal(two.scores_, one.scores_)
+
+
+def test_per_class_stage_on_processes(always_processes):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 8))
+    y = np.argmax(X[:, :3] + 0.5 * rng.standard_normal((300, 3)), axis=1)
+    kw = dict(cv=3, multi_class_C="per-class", max_iter=8)
+    one = ShineLogisticRegressionCV(**kw).fit(X, y)
+    two = ShineLogisticRegressionCV(n_jobs=2, **kw).fit(X, y)
+    np.testing.assert_array_equal(two.C_, one.C_)
+
+
+def test_small_problems_stay_in_this_process():
+    problems = _folds()
+    specs = [(p, np.zeros(1), None, None, None, None) for p in problems]
+    assert not workers.processes_pay(problems)
+    assert workers.processes_pay(problems * 400)  # (the same work, 400 times over)
+    del specs
+
+
+def test_a_killed_worker_process_loses_its_folds_warm_state_not_the_fit(always_processes):
+    problems = _folds()
+    reference = hoag(problems, max_iter=30, tol=1e-3)
+    killed = []
+
+    def kill_one(record):
+        if record["iteration"] == 3 and not killed:
+            pid = [p for p in _children() if p != os.getpid()][0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    with pytest.warns(WorkerLostWarning, match="rebuilt cold"):
+        res = hoag(problems, max_iter=30, tol=1e-3, n_jobs=2, callback=kill_one)
+    assert killed and res.success
+    np.testing.assert_allclose(res.alpha, reference.alpha, atol=3e-3)
+
+
+def _children():
+    import multiprocessing
+
+    return [p.pid for p in multiprocessing.active_children()]
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
+        client = distributed.Client(cluster)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def test_dask_cluster_gives_the_serial_C(dask_client):
+    X, y = make_sparse_classification(500, 200, density=0.05, random_state=1)
+    one = ShineLogisticRegressionCV(cv=4).fit(X, y)
+    with joblib.parallel_config(backend="dask"):
+        two = ShineLogisticRegressionCV(cv=4).fit(X, y)
+    assert two.C_ == one.C_
+    np.testing.assert_array_equal(two.coef_, one.coef_)
+
+
+def test_a_killed_dask_worker_loses_warm_state_not_the_fit(dask_client):
+    problems = _folds()
+    reference = hoag(problems, max_iter=30, tol=1e-3)
+    done = []
+
+    def kill_one(record):
+        if record["iteration"] == 3 and not done:
+            address = sorted(dask_client.scheduler_info()["workers"])[0]
+            dask_client.run(os._exit, 1, workers=[address], wait=False)
+            done.append(address)
+
+    with joblib.parallel_config(backend="dask"):
+        with pytest.warns(WorkerLostWarning):
+            res = hoag(problems, max_iter=30, tol=1e-3, callback=kill_one)
+    assert done and res.success
+    np.testing.assert_allclose(res.alpha, reference.alpha, rtol=1e-6, atol=3e-3)
