@@ -102,6 +102,12 @@ def _unique_labels(y):
                          "convert the labels to one type (e.g. all strings).") from None
 
 
+def _training_mean(X, w=None) -> np.ndarray:
+    """The (weighted) mean of the rows of ``X``."""
+    weights = np.full(X.shape[0], 1.0 / X.shape[0]) if w is None else w / w.sum()
+    return np.asarray(X.T @ weights).ravel()
+
+
 def _squeeze(values):
     """A float for one hyperparameter, a copy of the array for several."""
     return float(values[0]) if values.shape[0] == 1 else np.array(values)
@@ -225,7 +231,77 @@ class _HoagCV(BaseEstimator):
         return metadata_router(self)
 
 
-class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
+class _LinearClassifierOutputs:
+    """Scores, labels and probabilities of a fitted linear classifier (``coef_``,
+    ``intercept_``, ``classes_``): binary by the logistic function, several classes
+    by the softmax."""
+
+    def decision_function(self, X):
+        """Scores: binary, the signed margin (positive means ``classes_[1]``); else one per class.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=("csr", "csc"), dtype=np.float64, reset=False)
+        scores = np.asarray(X @ self.coef_.T) + self.intercept_
+        return scores.ravel() if scores.shape[1] == 1 else scores
+
+    def predict(self, X):
+        """Predicted class labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        scores = self.decision_function(X)
+        if scores.ndim == 2:
+            return self.classes_[np.argmax(scores, axis=1)]
+        return self.classes_[(scores > 0).astype(int)]
+
+    def predict_proba(self, X):
+        """Class probabilities, columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        d = self.decision_function(X)
+        if d.ndim == 2:
+            return softmax(d, axis=1)
+        return np.column_stack([expit(-d), expit(d)])
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`, computed without underflow.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        d = self.decision_function(X)
+        if d.ndim == 2:
+            return log_softmax(d, axis=1)
+        return np.column_stack([log_expit(-d), log_expit(d)])
+
+
+class ShineLogisticRegressionCV(ClassifierMixin, _LinearClassifierOutputs, _HoagCV):
     __doc__ = None  # set below, with the parameters shared with ShineRidgeCV
 
     _parameter_constraints = {
@@ -246,6 +322,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         max_iter=_D.max_iter,
         tol=_D.tol,
         value_tol=_D.value_tol,
+        polish_tol=_D.polish_tol,
         patience=_D.patience,
         stop_eps=_D.stop_eps,
         tol_schedule=_D.tol_schedule,
@@ -258,6 +335,9 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         first_step=_D.first_step,
         max_step=_D.max_step,
         max_step_ratio=_D.max_step_ratio,
+        scan=_D.scan,
+        scan_step=_D.scan_step,
+        scan_tol=_D.scan_tol,
         warm_memory=_D.warm_memory,
         pairs_memory_mb=_D.pairs_memory_mb,
         inner_solver=_D.inner_solver,
@@ -282,6 +362,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         self.max_iter = max_iter
         self.tol = tol
         self.value_tol = value_tol
+        self.polish_tol = polish_tol
         self.patience = patience
         self.stop_eps = stop_eps
         self.tol_schedule = tol_schedule
@@ -294,6 +375,9 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         self.first_step = first_step
         self.max_step = max_step
         self.max_step_ratio = max_step_ratio
+        self.scan = scan
+        self.scan_step = scan_step
+        self.scan_tol = scan_tol
         self.warm_memory = warm_memory
         self.pairs_memory_mb = pairs_memory_mb
         self.inner_solver = inner_solver
@@ -401,81 +485,21 @@ class ShineLogisticRegressionCV(ClassifierMixin, _HoagCV):
         return w if sample_weight is None else w * sample_weight
 
     def _problem(self, X_train, y_train, X_val, y_val, w_train=None, w_val=None):
-        """The bilevel problem of one split (binary or multinomial), and no metadata."""
+        """The bilevel problem of one split (binary or multinomial), and no metadata.
+
+        With an intercept, the features are centred on the training part's
+        (weighted) means, implicitly (a sparse ``X`` stays sparse): the same model,
+        whose inner problem does not degrade with offsets in the features."""
+        offset = _training_mean(X_train, w_train) if self.fit_intercept else None
         if len(self.classes_) > 2:
             return MultinomialLogisticProblem(
                 X_train, y_train, X_val, y_val, fit_intercept=self.fit_intercept,
                 penalty=self.multi_class_C, sample_weight=w_train,
-                sample_weight_val=w_val, classes=self.classes_), None
+                sample_weight_val=w_val, classes=self.classes_, feature_offset=offset), None
         return LogisticProblem(X_train, y_train, X_val, y_val, fit_intercept=self.fit_intercept,
                                penalty_groups=self.penalty_groups, sample_weight=w_train,
-                               sample_weight_val=w_val, classes=self.classes_), None
-
-    # -- prediction ----------------------------------------------------------
-    def decision_function(self, X):
-        """Scores: binary, the signed margin (positive means ``classes_[1]``); else one per class.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
-        """
-        check_is_fitted(self)
-        X = validate_data(self, X, accept_sparse=("csr", "csc"), dtype=np.float64, reset=False)
-        scores = np.asarray(X @ self.coef_.T) + self.intercept_
-        return scores.ravel() if scores.shape[1] == 1 else scores
-
-    def predict(self, X):
-        """Predicted class labels.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-        """
-        scores = self.decision_function(X)
-        if scores.ndim == 2:
-            return self.classes_[np.argmax(scores, axis=1)]
-        return self.classes_[(scores > 0).astype(int)]
-
-    def predict_proba(self, X):
-        """Class probabilities, columns in the order of ``classes_``.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-        """
-        d = self.decision_function(X)
-        if d.ndim == 2:
-            return softmax(d, axis=1)
-        return np.column_stack([expit(-d), expit(d)])
-
-    def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba`, computed without underflow.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-        """
-        d = self.decision_function(X)
-        if d.ndim == 2:
-            return log_softmax(d, axis=1)
-        return np.column_stack([log_expit(-d), log_expit(d)])
-
+                               sample_weight_val=w_val, classes=self.classes_,
+                               feature_offset=offset), None
 
 
 class ShineRidgeCV(RegressorMixin, _HoagCV):
@@ -500,6 +524,7 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         max_iter=_D.max_iter,
         tol=_D.tol,
         value_tol=_D.value_tol,
+        polish_tol=_D.polish_tol,
         patience=_D.patience,
         stop_eps=_D.stop_eps,
         tol_schedule=_D.tol_schedule,
@@ -512,6 +537,9 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         first_step=_D.first_step,
         max_step=_D.max_step,
         max_step_ratio=_D.max_step_ratio,
+        scan=_D.scan,
+        scan_step=_D.scan_step,
+        scan_tol=_D.scan_tol,
         warm_memory=_D.warm_memory,
         pairs_memory_mb=_D.pairs_memory_mb,
         inner_solver=_D.inner_solver,
@@ -535,6 +563,7 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         self.max_iter = max_iter
         self.tol = tol
         self.value_tol = value_tol
+        self.polish_tol = polish_tol
         self.patience = patience
         self.stop_eps = stop_eps
         self.tol_schedule = tol_schedule
@@ -547,6 +576,9 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         self.first_step = first_step
         self.max_step = max_step
         self.max_step_ratio = max_step_ratio
+        self.scan = scan
+        self.scan_step = scan_step
+        self.scan_tol = scan_tol
         self.warm_memory = warm_memory
         self.pairs_memory_mb = pairs_memory_mb
         self.inner_solver = inner_solver
@@ -594,9 +626,8 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         """
         offsets = None
         if self.fit_intercept:
-            x_mean = np.asarray(X_train.T @ (np.full(X_train.shape[0], 1.0 / X_train.shape[0])
-                                             if w_train is None else w_train / w_train.sum()))
-            offsets = (x_mean.ravel(), float(np.average(y_train, weights=w_train)))
+            offsets = (_training_mean(X_train, w_train),
+                       float(np.average(y_train, weights=w_train)))
             y_train, y_val = y_train - offsets[1], y_val - offsets[1]
         problem = RidgeProblem(X_train, y_train, X_val, y_val, fit_intercept=False,
                                penalty_groups=self.penalty_groups, sample_weight=w_train,

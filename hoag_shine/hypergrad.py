@@ -178,9 +178,15 @@ def conjugate_gradient(hessp, b, *, rtol, init=None, max_iter=1000):
 
     if max_iter <= 0:
         return (np.zeros_like(b) if init is None else np.array(init)), 0, False
+    # Solved for b / ||b|| (the same z, rescaled): CG's inner products neither under-
+    # nor overflow whatever the scale of the data.
+    bnorm = float(np.linalg.norm(b))
+    if not (bnorm > 0 and np.isfinite(bnorm)):
+        return np.zeros_like(b), 0, bnorm == 0
     op = LinearOperator((b.size, b.size), matvec=matvec, dtype=np.float64)
-    z, info = cg(op, b, x0=init, rtol=rtol, atol=0.0, maxiter=max_iter)
-    return z, n_hvp, info == 0
+    z, info = cg(op, b / bnorm, x0=None if init is None else np.asarray(init) / bnorm,
+                 rtol=rtol, atol=0.0, maxiter=max_iter)
+    return z * bnorm, n_hvp, info == 0
 
 
 class Exact(HypergradientStrategy):
@@ -423,7 +429,21 @@ class HypergradientResult(OptimizeResult):
     """
 
 
-def compute_hypergradient(problem, x, alpha, strategy, *, eps, memory=None, init=None):
+class _ScaledMemory:
+    """An L-BFGS memory seen in the coordinates ``u = D^-1/2 z`` of a scaled system."""
+
+    def __init__(self, memory, root):
+        self.memory, self.root = memory, root
+
+    def __len__(self):
+        return len(self.memory)
+
+    def inv_hvp(self, v, h0=None):
+        return self.memory.inv_hvp(v / self.root, h0=h0) / self.root
+
+
+def compute_hypergradient(problem, x, alpha, strategy, *, eps, memory=None, init=None,
+                          metric=None):
     """Hypergradient of ``problem`` at ``(x, alpha)`` with a given strategy.
 
     Parameters
@@ -439,6 +459,12 @@ def compute_hypergradient(problem, x, alpha, strategy, *, eps, memory=None, init
         Curvature pairs of the inner solve.
     init : ndarray, default=None
         Warm start for ``z``.
+    metric : ndarray of shape (n_params,), default=None
+        A positive diagonal ``D`` guessing ``H^-1``'s scale (e.g. one value for the
+        weights, another for an intercept): the strategy solves the system scaled
+        by it, ``(D^1/2 H D^1/2) u = D^1/2 grad_x g`` with ``z = D^1/2 u``, so that
+        its products neither under- nor overflow and an intercept far from the
+        weights' scale does not stall conjugate gradient. ``None``: as it is.
 
     Returns
     -------
@@ -451,7 +477,16 @@ def compute_hypergradient(problem, x, alpha, strategy, *, eps, memory=None, init
     else:
         def hessp(v):  # pragma: no cover - guarded by uses_hessp
             raise RuntimeError(f"{strategy.name} declared that it uses no Hessian product")
-    z, n_hvp = strategy.solve(hessp, grad_x, eps=eps, init=init, memory=memory)
+    if metric is None or not strategy.uses_hessp:
+        z, n_hvp = strategy.solve(hessp, grad_x, eps=eps, init=init, memory=memory)
+    else:
+        root = np.sqrt(np.asarray(metric, dtype=np.float64))
+        raw = hessp
+        u, n_hvp = strategy.solve(
+            lambda v: (raw((root * v.T).T).T * root).T, root * grad_x, eps=eps,
+            init=None if init is None else init / root,
+            memory=None if memory is None else _ScaledMemory(memory, root))
+        z = root * u
     grad = grad_alpha - problem.inner_cross(x, alpha, z)
     return HypergradientResult(
         value=float(value), grad=np.asarray(grad, dtype=np.float64), z=z, grad_x=grad_x,

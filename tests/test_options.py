@@ -34,17 +34,22 @@ def test_estimator_with_defaults_follows_the_hoag_path():
     n_train = 200
     cv = PredefinedSplit(np.r_[np.full(n_train, -1), np.zeros(len(y) - n_train, dtype=int)])
     clf = ShineLogisticRegressionCV(cv=cv, refit=False).fit(X, y)
+    # (the estimator centres the features on the training part's means, implicitly)
     prob = LogisticProblem(X[:n_train], y[:n_train], X[n_train:], y[n_train:],
-                           fit_intercept=True)
+                           fit_intercept=True,
+                           feature_offset=X[:n_train].T @ np.full(n_train, 1.0 / n_train))
     res = hoag(prob)
     path = np.array([r["alpha"][0] for r in res.trace])
-    assert len(path) > 3
+    assert len(path) > 3 and res.scan is not None
     np.testing.assert_array_equal(clf.history_["alpha"], path)
     np.testing.assert_array_equal(clf.history_["C"], np.exp(-path))
     assert clf.alpha_ == res.alpha[0]
-    # The same start given explicitly (the data-scaled default) gives the same path.
+    # Without the scan, the data-scaled default given explicitly is the same start.
+    plain = hoag(prob, scan=False)
     again = hoag(prob, prob.default_alpha())
-    np.testing.assert_array_equal([r["alpha"][0] for r in again.trace], path)
+    assert again.scan is None
+    np.testing.assert_array_equal([r["alpha"][0] for r in again.trace],
+                                  [r["alpha"][0] for r in plain.trace])
 
 
 def test_options_object_and_keywords_are_the_same_settings():

@@ -56,8 +56,9 @@ def test_rescaled_features_rescale_the_penalty(reference, s):
         warnings.simplefilter("error", ConvergenceWarning)
         clf = ShineLogisticRegressionCV(cv=3, C_bounds=WIDE).fit(X * s, y)
         reg = ShineRidgeCV(cv=3, alpha_bounds=WIDE).fit(Xd * s, yd)
-    assert _normalised(clf, s) == pytest.approx(reference[0], abs=1e-6)
-    assert _normalised(reg, s) == pytest.approx(reference[1], abs=1e-6)
+    # (the answer is polished to polish_tol=1e-4 on alpha: C to about 0.01%)
+    assert _normalised(clf, s) == pytest.approx(reference[0], abs=1e-4)
+    assert _normalised(reg, s) == pytest.approx(reference[1], abs=1e-4)
     # The models are the same up to the scale: the same predictions.
     ref = ShineLogisticRegressionCV(cv=3, C_bounds=WIDE).fit(X, y)
     np.testing.assert_allclose(clf.predict_proba(X * s), ref.predict_proba(X), atol=1e-6)

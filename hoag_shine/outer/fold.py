@@ -103,24 +103,9 @@ class Fold:
         # (kept as constant head and short tail when it has that shape: no full copy)
         self.alpha0, self.h0 = alpha, DiagonalMetric(problem.inverse_hessian_guess(alpha))
         self.plan = pairs or PairPlan(np.dtype(np.float64), options.maxcor, True, False)
-        self.memory, self.memory_alpha = self._check_memory(memory)
+        self.memory, self.memory_alpha = _check_memory(memory, problem)
         self.trial = self.pending = None  # the trial solve; its backward pass when done
         self._parked, self._entries = SpillFile("hoag_shine_fold_"), None
-
-    def _check_memory(self, memory):
-        if memory is None or memory[0] is None:
-            return None, None
-        pairs_in, at = memory
-        if not isinstance(pairs_in, LbfgsMemory):
-            raise TypeError("x0's memory must hold (LbfgsMemory, alpha) pairs, got "
-                            f"{type(pairs_in).__name__}.")
-        if pairs_in.n_params not in (None, self.problem.n_params):
-            raise ValueError(f"x0's pairs have {pairs_in.n_params} parameters, the "
-                             f"problem {self.problem.n_params}.")
-        at = np.atleast_1d(np.asarray(at, dtype=np.float64))
-        if at.size == 1 and self.problem.n_hyper > 1:  # one penalty for every group
-            at = np.full(self.problem.n_hyper, at[0])
-        return pairs_in, self.problem.check_alpha(at)
 
     # -- vectors at rest ------------------------------------------------------
     def park(self):
@@ -159,6 +144,43 @@ class Fold:
         """Inner solve at ``alpha`` from the accepted state; outer value, corrected."""
         self.unpark()
         problem, st = self.problem, self.state
+        inner = self._solve(alpha, eps)
+        self.trial, self.pending = inner, None
+        value = value_c = None
+        if self.plan.spill:
+            # The memory waits on disk while the other folds are solved, and the
+            # backward pass needs it: done now (wasted only if the step is rejected;
+            # SHINE's costs one product).
+            self.pending = self._backward(alpha, eps)
+            self.memory.spill()
+            value = self.pending.value
+        elif st.zc is not None:
+            value = problem.outer_value_grad(inner.x, alpha)[0]
+        if st.zc is not None:
+            value_c = value - float(st.zc @ inner.jac)
+        self.park()
+        return FoldForward(value, value_c, int(inner.nit), bool(inner.success),
+                           str(inner.message))
+
+    def settle(self, alpha, eps) -> FoldForward:
+        """Inner solve at ``alpha`` made the accepted state at once, without a backward
+        pass (a point of a coarse scan): its outer value."""
+        self.unpark()
+        inner, st = self._solve(alpha, eps), self.state
+        self.memory.commit()
+        if self.plan.spill:
+            self.memory.spill()
+        value = float(self.problem.outer_value_grad(inner.x, alpha)[0])
+        st.x, st.alpha, st.fun, st.jac = inner.x, alpha, inner.fun, inner.jac
+        st.z = st.zc = st.value_c = None
+        self.trial = self.pending = None
+        self.park()
+        return FoldForward(value, None, int(inner.nit), bool(inner.success),
+                           str(inner.message))
+
+    def _solve(self, alpha, eps):
+        """The inner solve at ``alpha`` from the accepted state, its pairs moved there."""
+        problem, st = self.problem, self.state
         fg0 = None
         if st.jac is not None:  # the warm start's evaluation, moved to the new alpha
             fg0 = problem.inner_value_grad_update(st.x, st.fun, st.jac, st.alpha, alpha)
@@ -170,22 +192,7 @@ class Fold:
             max_iter=self.options.max_inner_iter, memory=memory, fg0=fg0, h0=h0,
             gnorm_weights=self.h0, opa=opa)
         self.n_solves += 1
-        self.trial, self.pending = inner, None
-        value = value_c = None
-        if self.plan.spill:
-            # The memory waits on disk while the other folds are solved, and the
-            # backward pass needs it: done now (wasted only if the step is rejected;
-            # SHINE's costs one product).
-            self.pending = self._backward(alpha, eps)
-            memory.spill()
-            value = self.pending.value
-        elif st.zc is not None:
-            value = problem.outer_value_grad(inner.x, alpha)[0]
-        if st.zc is not None:
-            value_c = value - float(st.zc @ inner.jac)
-        self.park()
-        return FoldForward(value, value_c, int(inner.nit), bool(inner.success),
-                           str(inner.message))
+        return inner
 
     def _first_step_scale(self, alpha):
         """``h0 / (1 + h0 (w(alpha) - w(alpha0)))``: the inverse-Hessian guess moved to
@@ -218,7 +225,7 @@ class Fold:
         hg = compute_hypergradient(
             self.problem, inner.x, alpha, self.strategy, eps=eps, memory=inner.memory,
             init=self.state.z,  # (a strategy that is not warm-started ignores it)
-        )
+            metric=self.problem.scale_guess(alpha))
         hg.zc = hg.z if self.strategy.correction_is_z else inner.memory.inv_hvp(hg.grad_x)
         del hg["grad_x"]  # (not needed any more: 20 MB on 20 classes)
         return hg
@@ -258,7 +265,8 @@ class Fold:
         self.unpark()
         x = self.trial.x if trial else self.state.x
         hg = compute_hypergradient(self.problem, x, alpha, TruncatedCG(max_iter=_REFINE_MAX_ITER),
-                                   eps=eps, init=self.state.z)
+                                   eps=eps, init=self.state.z,
+                                   metric=self.problem.scale_guess(alpha))
         if not trial:
             self.state.z = hg.z
         self.park()
@@ -288,3 +296,20 @@ class Fold:
     def pairs(self):
         """``(memory, alpha)``: the curvature pairs and the log-penalties they are at."""
         return self.memory, self.memory_alpha
+
+
+def _check_memory(memory, problem):
+    """``(pairs, alpha)`` given to a fold, checked against its problem."""
+    if memory is None or memory[0] is None:
+        return None, None
+    pairs_in, at = memory
+    if not isinstance(pairs_in, LbfgsMemory):
+        raise TypeError("x0's memory must hold (LbfgsMemory, alpha) pairs, got "
+                        f"{type(pairs_in).__name__}.")
+    if pairs_in.n_params not in (None, problem.n_params):
+        raise ValueError(f"x0's pairs have {pairs_in.n_params} parameters, the "
+                         f"problem {problem.n_params}.")
+    at = np.atleast_1d(np.asarray(at, dtype=np.float64))
+    if at.size == 1 and problem.n_hyper > 1:  # one penalty for every group
+        at = np.full(problem.n_hyper, at[0])
+    return pairs_in, problem.check_alpha(at)

@@ -122,6 +122,12 @@ class FoldSet:
         x = self.runner.call(0, "solution", True) if want_x else None
         return Forward(value, value_c, sum(r.nit for r in out), x)
 
+    def settle(self, alpha, eps) -> Forward:
+        """Every fold solved at ``alpha`` and made its accepted state at once, without a
+        backward pass (a point of a coarse scan): total outer value and iterations."""
+        out = self.runner.call_all("settle", alpha, eps)
+        return Forward(_total(r.value for r in out), None, sum(r.nit for r in out))
+
     def reject(self) -> None:
         """Drop every fold's trial."""
         self.runner.call_all("reject")

@@ -24,11 +24,15 @@ from ..inner import (InnerResult, LbfgsMemory, get_inner_solver, metric_norm, ne
                      plan_pairs)
 from .folds import FoldSet
 from .options import HoagOptions
+from .scan import coarse_scan
 from .steps import StepRule
 from .stopping import Stop, StopReason, StoppingRule, describe, warn_stop
 from .trace import HoagResult, Trace, heldout_loss_fn
 
 __all__ = ["hoag", "hypergradient", "fit_inner", "check_problems", "run_hoag", "start_alpha"]
+
+#: Relative inner tolerance (at most) of the polishing steps that follow a stop.
+POLISH_EPS = 1e-6
 
 
 def check_problems(problem) -> list:
@@ -123,10 +127,16 @@ def run_hoag(problem, alpha0=None, *, options, x0=None, heldout=None, callback=N
     if heldout is not None and len(problems) > 1:
         raise ValueError("heldout is recorded for a single problem; pass one problem, not folds.")
     trace = Trace(heldout_loss_fn(problems[0], heldout), callback)
-    steps, stopping = StepRule(opts, lower, upper), StoppingRule(opts)
+    stopping, scan = StoppingRule(opts), None
     t_start = time.perf_counter()
     with FoldSet(problems, alpha, x0, opts, runner=runner) as folds:
         folds._own = folds._own and not keep_runner
+        if opts.scan and alpha0 is None and runner is None:
+            scan = coarse_scan(folds, alpha, lower, upper, opts.scan_tol, opts.scan_step)
+            alpha = scan.best
+            stopping.start_at(opts.scan_tol)  # (no looser than the scan's solves)
+        first = None if scan is None else min(opts.first_step, opts.scan_step / 2)
+        steps = StepRule(opts, lower, upper, first_step=first)
         clock = time.perf_counter() - t_start  # held-out evaluations excluded
         stop, clock = _loop(folds, steps, stopping, trace, alpha, opts, clock)
         xs, memory = folds.x, folds.memory
@@ -136,13 +146,22 @@ def run_hoag(problem, alpha0=None, *, options, x0=None, heldout=None, callback=N
         alpha=point.alpha, x=xs[0] if len(xs) == 1 else xs, fun=point.value, grad=point.grad,
         nit=len(trace.records), success=stop.status in (0, 3), status=stop.status,
         message=describe(stop, opts), stop=stop, trace=trace.records, options=opts,
-        time=clock, memory=memory, **({"runner": folds.runner} if keep_runner else {}),
+        time=clock, memory=memory, scan=scan,
+        **({"runner": folds.runner} if keep_runner else {}),
     )
 
 
 def _loop(folds, steps, stopping, trace, alpha, opts, clock):
-    """The outer iterations; ``(stop, clock)`` when they end."""
-    trial = alpha
+    """The outer iterations; ``(stop, clock)`` when they end.
+
+    When a stopping test first holds, the answer is polished (unless
+    ``polish_tol`` is 0): every backward vector refined by conjugate gradient
+    from then on, the inner solves tightened to :data:`POLISH_EPS`, the accepted
+    point solved again, a probe step of length ``tol`` for a curvature of refined
+    hypergradients only, and the (secant) steps go on until one moves ``alpha``
+    by at most ``polish_tol`` (or ``max_iter`` runs out: the first stop stands).
+    """
+    trial, converged = alpha, None
     for _ in range(opts.max_iter):
         eps = stopping.next_eps()
         it = _iteration(folds, steps, trial, eps, trace.wants_x)
@@ -160,17 +179,23 @@ def _loop(folds, steps, stopping, trace, alpha, opts, clock):
                                          steps.predicted_decrease(trial))
         if tighten:
             steps.refresh, trial = True, steps.point.alpha
-        elif reason is StopReason.STEP:
-            t_check = time.perf_counter()
-            if _verify_step_stop(folds, steps, stopping, opts):
-                reason, trial = None, steps.next_alpha()
-            clock += time.perf_counter() - t_check  # the check is part of the fit
+        elif reason is not None and converged is None and opts.polish_tol > 0:
+            converged, reason = reason, None  # polish it: refined, tight, until a tiny step
+            stopping.polish(min(opts.polish_tol, opts.tol) if opts.tol > 0 else opts.polish_tol,
+                            POLISH_EPS)
+            folds.end_game()
+            # the accepted point solved again, then a probe step of tol: the secant
+            # curvature of refined hypergradients
+            steps.restart(first_step=max(opts.tol, 10 * opts.polish_tol))
+            trial = steps.point.alpha
         if reason is not None:
-            return Stop(reason, alpha=steps.point.alpha), clock
+            return Stop(converged or reason, alpha=steps.point.alpha), clock
         if stopping.out_of_time(clock):
             return Stop(StopReason.TIME), clock
         if np.array_equal(trial, steps.point.alpha) and not steps.refresh:
             return _stuck(steps), clock
+    if converged is not None:  # (max_iter ran out while polishing: the first stop stands)
+        return Stop(converged, alpha=steps.point.alpha), clock
     return Stop(StopReason.MAX_ITER), clock
 
 
@@ -210,49 +235,6 @@ def _iteration(folds, steps, trial, eps, want_x=False):
         out = dict(value=forward.value, grad=np.full(trial.shape, np.nan), n_hvp=0)
     return _Iteration(accepted=accepted, inner_iter=forward.inner_iter, x=forward.x,
                       forward_time=t1 - t0, backward_time=time.perf_counter() - t1, **out)
-
-
-def _verify_step_stop(folds, steps, stopping, opts):
-    """Whether a stop on ``tol`` must be withdrawn after checking the step.
-
-    A strategy that estimates ``H^-1`` without Hessian products (SHINE) can give
-    a small step by its own error: a noisy hypergradient, or a secant curvature
-    inflated by noise. Before such a stop counts, the accepted point's
-    hypergradient is computed again by conjugate gradient (warm-started at
-    SHINE's vector) to the stop's inner tolerance, and the curvature by the
-    same refined hypergradient at a point ``10 tol`` away. When the Newton step
-    they give still moves ``alpha`` by more than ``tol`` and (unless
-    ``value_tol`` is 0) promises a decrease of more than ``value_tol``, the
-    search goes on with them, and every later backward vector is refined by
-    conjugate gradient (:meth:`~hoag_shine.outer.folds.FoldSet.end_game`).
-    """
-    if not opts.strategy.needs_stop_check:
-        return False
-    base = steps.point
-    eps = min(stopping.gate(), base.eps)
-    grad, _ = folds.refine(base.alpha, eps)
-    gnorm = float(np.linalg.norm(grad))
-    if gnorm == 0:
-        steps.revise(grad)
-        return False
-    d = -10.0 * opts.tol * grad / gnorm
-    probe = np.clip(base.alpha + d, steps.lower, steps.upper)
-    d = probe - base.alpha
-    if not np.any(d):
-        return False
-    folds.forward(probe, eps)
-    grad_probe, _ = folds.refine(probe, eps, trial=True)
-    folds.reject()  # the probe was a side evaluation: back to the accepted state
-    steps.revise(grad, float(d @ (grad_probe - grad)) / float(d @ d))
-    trial = steps.next_alpha()
-    if np.max(np.abs(trial - base.alpha)) <= opts.tol:
-        return False
-    # A step that still matters for the model: unless value_tol is off, it must also
-    # promise more than value_tol of the outer value (what the value tests ask).
-    if opts.value_tol > 0 and steps.model_decrease(trial) <= opts.value_tol * abs(base.value):
-        return False
-    folds.end_game()  # SHINE's step was its own error: refine from now on
-    return True
 
 
 def _failure(it, first, alpha):
@@ -396,7 +378,8 @@ def hypergradient(problem, alpha, *, method="exact", inner_tol=1e-10, backward_t
     inner = fit_inner(problem, alpha, tol=inner_tol, x0=x0, maxcor=maxcor,
                       max_iter=max_inner_iter, polish=polish)
     eps = inner_tol if backward_tol is None else backward_tol
-    hg = compute_hypergradient(problem, inner.x, alpha, strategy, eps=eps, memory=inner.memory)
+    hg = compute_hypergradient(problem, inner.x, alpha, strategy, eps=eps, memory=inner.memory,
+                               metric=problem.scale_guess(alpha))
     if not (np.isfinite(hg.value) and np.all(np.isfinite(hg.grad))):
         raise ValueError(
             f"The outer value or hypergradient at alpha={alpha} is not finite; the "

@@ -109,6 +109,14 @@ class HoagOptions:
         5 folds) the test log-loss at the point this stops is within 0.02% of
         the one at the optimum. ``0`` disables these tests; ``tol=0`` and
         ``value_tol=0`` run all ``max_iter`` iterations.
+    polish_tol : float, default=1e-4
+        When a stopping test first holds, polish the answer: the backward
+        vectors refined by conjugate gradient from then on, the inner solves
+        tightened to a relative 1e-6, and the steps going on until one moves
+        ``alpha`` by at most ``polish_tol`` (``C`` by about 0.01%; ``tol`` if
+        that is smaller), within ``max_iter``. The validation loss is flat near its minimum: without it
+        where the search stops in the valley depends on its path (and so on
+        details such as an offset on the features). ``0``: no polishing.
     patience : int, default=5
         Outer iterations over which ``value_tol`` is measured.
     stop_eps : float or None, default=None
@@ -152,6 +160,21 @@ default="exponential"
     max_step_ratio : float, default=3.0
         A step moves no log-penalty by more than ``max_step_ratio`` times the
         largest move of the last accepted step (``"secant"`` rule).
+    scan : bool, default=True
+        With the data-scaled start (``alpha0=None``), look over the bounds
+        before the local search (:func:`~hoag_shine.outer.scan.coarse_scan`):
+        the folds are solved to ``scan_tol``, without backward pass, at points
+        ``scan_step`` apart from the strongest penalty down (warm-started: a
+        regularisation path), until the validation loss has clearly risen
+        twice in a row; the search starts at the lowest point, with a first
+        step of at most ``scan_step / 2`` and inner tolerances no looser than
+        ``scan_tol``. Without it, a search started where the validation loss is
+        flat or bumpy (raw data: one large column, offsets) can stop there. Not
+        done from a given ``alpha0``.
+    scan_step : float, default=2.0
+        Distance, in log-penalty, between two points of the scan.
+    scan_tol : float, default=1e-4
+        Relative inner tolerance of the scan's solves.
     warm_memory : bool, default=True
         Carry the L-BFGS curvature pairs from one inner solve to the next,
         shifted exactly for the new penalty.
@@ -184,6 +207,7 @@ default="exponential"
     max_iter: int = 30
     tol: float = 1e-2
     value_tol: float = 1e-4
+    polish_tol: float = 1e-4
     patience: int = 5
     stop_eps: float | None = None
     tol_schedule: Any = "exponential"
@@ -197,6 +221,9 @@ default="exponential"
     first_step: float = 2.0
     max_step: float = 3.0
     max_step_ratio: float = 3.0
+    scan: bool = True
+    scan_step: float = 2.0
+    scan_tol: float = 1e-4
     warm_memory: bool = True
     pairs_memory_mb: float = 1024.0
     inner_solver: str = "numpy"
@@ -205,30 +232,7 @@ default="exponential"
     _strategy: Any = field(default=None, init=False, repr=False, compare=False)
 
     #: What each setting accepts (a value is valid if it meets one entry).
-    CONSTRAINTS = {
-        "hypergradient": [Options(*STRATEGIES), Instance(HypergradientStrategy)],
-        "hypergradient_params": [Instance(dict), None],
-        "max_iter": [Interval(_INT, 1, None)],
-        "tol": [Interval(_REAL, 0, None)],
-        "value_tol": [Interval(_REAL, 0, None)],
-        "patience": [Interval(_INT, 1, None)],
-        "stop_eps": [Interval(_REAL, 0, 1, closed="right"), None],
-        "tol_schedule": [Options(*TOL_SCHEDULES), Callable()],
-        "eps0": [Interval(_REAL, 0, 1, closed="neither")],
-        "decay": [Interval(_REAL, 0, 1, closed="right")],
-        "maxcor": [Interval(_INT, 1, None)],
-        "max_inner_iter": [Interval(_INT, 1, None)],
-        "step_rule": [Options("secant", "hoag")],
-        "step_growth": [Interval(_REAL, 0, 1, closed="right")],
-        "first_step": [Interval(_REAL, 0, None, closed="neither")],
-        "max_step": [Interval(_REAL, 0, None, closed="neither")],
-        "max_step_ratio": [Interval(_REAL, 0, None, closed="neither")],
-        "warm_memory": [Options(True, False)],
-        "pairs_memory_mb": [Interval(_REAL, 0, None, closed="neither", allow_inf=True)],
-        "inner_solver": [Options("numpy", "scipy")],
-        "max_time": [Interval(_REAL, 0, None, allow_inf=True), None],
-        "n_jobs": [Interval(_INT), None],
-    }
+    CONSTRAINTS = None  # (set below the class)
 
     def __post_init__(self):
         if isinstance(self.hypergradient, str) and self.hypergradient not in STRATEGIES:
@@ -302,3 +306,34 @@ default="exponential"
             raise InvalidParameterError(
                 f"bounds give {lo.shape} and {hi.shape} values for {n_hyper} "
                 "hyperparameters; give scalars or one value per hyperparameter.") from None
+
+
+_CONSTRAINTS = {
+    "hypergradient": [Options(*STRATEGIES), Instance(HypergradientStrategy)],
+    "hypergradient_params": [Instance(dict), None],
+    "max_iter": [Interval(_INT, 1, None)],
+    "tol": [Interval(_REAL, 0, None)],
+    "value_tol": [Interval(_REAL, 0, None)],
+    "polish_tol": [Interval(_REAL, 0, None)],
+    "patience": [Interval(_INT, 1, None)],
+    "stop_eps": [Interval(_REAL, 0, 1, closed="right"), None],
+    "tol_schedule": [Options(*TOL_SCHEDULES), Callable()],
+    "eps0": [Interval(_REAL, 0, 1, closed="neither")],
+    "decay": [Interval(_REAL, 0, 1, closed="right")],
+    "maxcor": [Interval(_INT, 1, None)],
+    "max_inner_iter": [Interval(_INT, 1, None)],
+    "step_rule": [Options("secant", "hoag")],
+    "step_growth": [Interval(_REAL, 0, 1, closed="right")],
+    "first_step": [Interval(_REAL, 0, None, closed="neither")],
+    "max_step": [Interval(_REAL, 0, None, closed="neither")],
+    "max_step_ratio": [Interval(_REAL, 0, None, closed="neither")],
+    "scan": [Options(True, False)],
+    "scan_step": [Interval(_REAL, 0, None, closed="neither")],
+    "scan_tol": [Interval(_REAL, 0, 1, closed="neither")],
+    "warm_memory": [Options(True, False)],
+    "pairs_memory_mb": [Interval(_REAL, 0, None, closed="neither", allow_inf=True)],
+    "inner_solver": [Options("numpy", "scipy")],
+    "max_time": [Interval(_REAL, 0, None, allow_inf=True), None],
+    "n_jobs": [Interval(_INT), None],
+}
+HoagOptions.CONSTRAINTS = _CONSTRAINTS

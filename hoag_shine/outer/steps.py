@@ -56,10 +56,13 @@ class StepRule:
     options : HoagOptions
     lower, upper : ndarray of shape (n_hyper,)
         Bounds of ``alpha``.
+    first_step : float, default=None
+        Length of the first step (``options.first_step`` by default).
     """
 
-    def __init__(self, options, lower, upper):
+    def __init__(self, options, lower, upper, first_step=None):
         self.options = options
+        self.first_step = options.first_step if first_step is None else first_step
         self.lower, self.upper = lower, upper
         self.point: Point | None = None  # the last accepted point
         self.L = None
@@ -93,7 +96,7 @@ class StepRule:
                            grad=grad, eps=eps)
         if self.L is None:
             gnorm = float(np.linalg.norm(grad))
-            self.L = gnorm / (np.sqrt(grad.size) * opts.first_step) if gnorm > 0 else 1.0
+            self.L = gnorm / (np.sqrt(grad.size) * self.first_step) if gnorm > 0 else 1.0
         elif opts.step_rule == "secant" and step is not None:
             y = grad - prev_grad
             curv = float(step @ y) / float(step @ step)
@@ -115,11 +118,13 @@ class StepRule:
         base = self.point
         if self.refresh:
             return base.alpha
-        if self.options.step_rule == "secant" and self.last_move is not None:
+        if self.options.step_rule == "secant":
             # Bound the move: at most max_step, and at most max_step_ratio times
             # the last accepted move (a nearly flat secant, from noisy
             # hypergradients, would otherwise throw alpha far away).
-            cap = min(self.options.max_step, self.options.max_step_ratio * self.last_move)
+            cap = self.options.max_step
+            if self.last_move is not None:
+                cap = min(cap, self.options.max_step_ratio * self.last_move)
             if cap > 0:
                 self.L = max(self.L, float(np.max(np.abs(base.grad))) / cap)
         if not self.L > 0:  # gradients that underflow: no curvature information at all
@@ -153,6 +158,14 @@ class StepRule:
         sides[out & (self.point.alpha <= self.lower)] = -1
         sides[out & (self.point.alpha >= self.upper)] = 1
         return sides
+
+    def restart(self, first_step) -> None:
+        """Forget the curvature: the accepted point is solved again (``refresh``) and
+        the next step has length ``first_step``, after which the secant curvature
+        comes from the new hypergradients only (polishing: the old ones were
+        noisier)."""
+        self.L, self.last_move, self.first_step = None, None, first_step
+        self.step, self.refresh = None, True
 
     def revise(self, grad, curvature=None):
         """Replace the accepted point's hypergradient by a better one (a refined

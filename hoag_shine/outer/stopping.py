@@ -246,6 +246,8 @@ class StoppingRule:
 
     def __init__(self, options):
         self.options = options
+        self.tol, self.value_tol = options.tol, options.value_tol
+        self.polishing = False
         self.schedule = options.schedule()
         self.k_eps = 0  # index into the schedule (jumps ahead when a stop comes too early)
         self.accepted_values = []  # the last accepted outer value, after each iteration
@@ -269,21 +271,21 @@ class StoppingRule:
         """
         opts = self.options
         stop = None
-        if step is not None and np.max(np.abs(step)) <= opts.tol:
+        if step is not None and np.max(np.abs(step)) <= self.tol:
             stop = StopReason.STEP
         values = self.accepted_values
         values.append(base.value)
-        if (stop is None and opts.value_tol > 0 and len(values) > opts.patience
+        if (stop is None and self.value_tol > 0 and len(values) > opts.patience
                 and values[-1 - opts.patience] - values[-1]
-                <= opts.value_tol * abs(values[-1])):
+                <= self.value_tol * abs(values[-1])):
             stop = StopReason.VALUE
         if predicted is not None:  # a new accepted point with a secant model
-            flat = opts.value_tol > 0 and predicted <= opts.value_tol * abs(values[-1])
+            flat = self.value_tol > 0 and predicted <= self.value_tol * abs(values[-1])
             self.n_flat = self.n_flat + 1 if flat else 0
         if stop is None and self.n_flat >= 2:
             stop = StopReason.PREDICTED
         gate = self.gate()
-        if stop is not None and base.eps > gate:
+        if stop is not None and base.eps > gate and not self.polishing:
             # Too early to trust: tighten the schedule and solve the point again.
             jump = next((j for j in range(self.k_eps, self.k_eps + 100_000)
                          if self.schedule(j) <= gate), None)
@@ -293,6 +295,21 @@ class StoppingRule:
                 self.n_flat = 0
                 return None, True
         return stop, False
+
+    def polish(self, tol, eps) -> None:
+        """From now on: stop only on a step of at most ``tol``, inner tolerances at
+        most ``eps``."""
+        self.polishing, self.tol, self.value_tol = True, tol, 0.0
+        self.start_at(min(eps, self.schedule(max(self.k_eps - 1, 0))))
+        self.accepted_values.clear()
+        self.n_flat = 0
+
+    def start_at(self, eps) -> None:
+        """Go on from the schedule's first tolerance at most ``eps``."""
+        self.k_eps = self._first_at_most(eps, self.k_eps)
+
+    def _first_at_most(self, eps, k0):
+        return next((j for j in range(k0, k0 + 100_000) if self.schedule(j) <= eps), k0)
 
     def gate(self) -> float:
         """The inner tolerance a stop must have been reached at to count: ``stop_eps``

@@ -48,6 +48,10 @@ class HoagResult(OptimizeResult):
         bound and side, which failure).
     trace : list of dict
         One record per outer iteration, with the keys of ``TRACE_FIELDS``.
+    scan : Scan or None
+        (:func:`~hoag_shine.hoag` only) The coarse scan's points, when one was
+        made (``options.scan`` from the data-scaled start); its time is part of
+        the first record's ``time``.
     memory : list of (LbfgsMemory, ndarray)
         (:func:`~hoag_shine.hoag` only) Each problem's final curvature pairs
         and the log-penalties they are at, for a next run started from this

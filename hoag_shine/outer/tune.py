@@ -154,7 +154,7 @@ def final_fit(problem, x0, alpha, options, final_tol) -> np.ndarray:
     res = fit_inner(problem, alpha, tol=final_tol, x0=x0, maxcor=options.maxcor,
                     max_iter=max(10 * options.max_inner_iter, 1000), solver="numpy",
                     pairs_memory_mb=options.pairs_memory_mb)
-    if problem.n_params * problem.X_train.shape[0] <= POLISH_MAX_SIZE:
+    if _small(problem):
         res = fit_inner(problem, alpha, tol=1e-14, x0=res.x, max_iter=0, polish=True)
     tol = final_tol * problem.gradient_scale(alpha)
     if not res.success and res.grad_norm > 1e3 * tol:
@@ -218,12 +218,20 @@ def tune(make_problem, X, targets, splits, weights, options, *, alpha0=None, sta
             # positive weight)
             row = _positive_row(w_val, len(t))
             full, meta = make_problem(X, t, X[row], t[row], w_train, _sub(w_val, row))
-            x0 = np.mean(fold_x, axis=0) if len(fold_x) > 1 else None
+            # From the folds' mean solution (on 20news it halved the refit's
+            # iterations), but for the small problems polished to machine precision:
+            # from zero, so that the model does not depend on the search's path.
+            x0 = (np.mean(fold_x, axis=0) if len(fold_x) > 1 and not _small(full) else None)
             fits.append([(full, final_fit(full, x0, res.alpha, options, final_tol), meta)])
         else:
             fits.append([(p, final_fit(p, xk, res.alpha, options, final_tol), m)
                          for (p, m), xk in zip(built[j::n_t], fold_x)])
     return Tuning(result=res, history=history, scores=scores, fits=fits, stops=stops)
+
+
+def _small(problem) -> bool:
+    """Whether a final fit is small enough to be polished to machine precision."""
+    return problem.n_params * problem.X_train.shape[0] <= POLISH_MAX_SIZE
 
 
 def _sub(w, idx):

@@ -131,7 +131,9 @@ class _Journal:
         if method == "forward":
             self.trial[k] = args
         elif method == "accept":
-            self.accepted[k], self.trial[k] = self.trial[k], None
+            self.accepted[k], self.trial[k] = ("accept", self.trial[k]), None
+        elif method == "settle":
+            self.accepted[k], self.trial[k] = ("settle", args), None
         elif method == "reject":
             self.trial[k] = None
         elif method == "refine_from_now":
@@ -141,7 +143,9 @@ class _Journal:
         """The calls that bring a cold fold ``k`` to its recorded state."""
         calls = [("refine_from_now", ())] if self.end_game else []
         if self.accepted[k] is not None:
-            calls += [("forward", self.accepted[k]), ("accept", self.accepted[k])]
+            how, args = self.accepted[k]
+            calls += ([("settle", args)] if how == "settle" else
+                      [("forward", args), ("accept", args)])
         if self.trial[k] is not None:
             calls.append(("forward", self.trial[k]))
         return calls
@@ -170,10 +174,11 @@ class _RemoteRunner:
 
     def call_all(self, method, *args) -> list:
         out = [None] * len(self.specs)
-        pending = {w: self._submit(w, "call", self._folds_of(w), method, args)
-                   for w in range(len(self.hosts)) if w not in self.dead and self._folds_of(w)}
-        for w, future in pending.items():
-            for k, r in zip(self._folds_of(w), self._result(w, future, method, args)):
+        pending = [(w, ks, self._submit(w, "call", ks, method, args))
+                   for w, ks in ((w, self._folds_of(w)) for w in range(len(self.hosts)))
+                   if w not in self.dead and ks]
+        for w, ks, future in pending:
+            for k, r in zip(ks, self._result(w, future, method, args, ks)):
                 out[k] = r
         for k in range(len(self.specs)):
             self.journal.record(k, method, args)
@@ -274,7 +279,7 @@ class ProcessRunner(_RemoteRunner):
 
     def close(self) -> None:
         for ex in self._executors:
-            ex.shutdown(wait=True, cancel_futures=True)
+            ex.shutdown(wait=True)
         self._executors = []
 
 
@@ -316,7 +321,13 @@ class DaskRunner(_RemoteRunner):
         return getattr(self.hosts[w], name)(*args)
 
     def _alive(self, w):
-        return self.addresses[w] in self.client.scheduler_info()["workers"]
+        if self.addresses[w] not in self.client.scheduler_info()["workers"]:
+            return False
+        try:  # (the scheduler may not have noticed yet: ask the actor itself)
+            self.hosts[w].pid().result(timeout=60)
+            return True
+        except Exception:
+            return False
 
     def close(self) -> None:
         self.hosts = []

@@ -43,6 +43,12 @@ class LogisticProblem(LinearModelProblem):
     classes : array-like of shape (2,), default=None
         The two labels, sorted (default: those of ``y_train``). Given, the
         training part may hold only one of them (a cross-validation fold).
+    feature_offset : array-like of shape (n_features,), default=None
+        Centre the features implicitly on it (e.g. the training means; a sparse
+        ``X`` stays sparse): the margins are ``(X - offset) w + c``. With an
+        intercept the model is the same (``c`` absorbs ``offset . w``:
+        :meth:`coef_intercept` gives the original intercept), and the inner
+        problem is far better conditioned on uncentred data.
 
     Attributes
     ----------
@@ -67,11 +73,11 @@ class LogisticProblem(LinearModelProblem):
 
     def __init__(
         self, X_train, y_train, X_val, y_val, *, fit_intercept=False, penalty_groups=None,
-        sample_weight=None, sample_weight_val=None, classes=None,
+        sample_weight=None, sample_weight_val=None, classes=None, feature_offset=None,
     ):
         y_train, y_val = self._init_data(
             X_train, y_train, X_val, y_val, fit_intercept, penalty_groups, sample_weight,
-            sample_weight_val,
+            sample_weight_val, feature_offset,
         )
         self.classes_ = np.unique(y_train) if classes is None else np.asarray(classes)
         if self.classes_.shape[0] != 2:

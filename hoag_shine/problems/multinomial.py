@@ -58,6 +58,11 @@ class MultinomialLogisticProblem(BilevelProblem):
     classes : array-like of shape (n_classes,), default=None
         The labels, sorted (default: those of ``y_train``). Given, the training
         part may miss some of them (a cross-validation fold).
+    feature_offset : array-like of shape (n_features,), default=None
+        Centre the features implicitly on it (a sparse ``X`` stays sparse):
+        ``Z = (X - offset) W + b``. With an intercept the model is the same
+        (:meth:`coef_intercept` gives the original intercepts) and the inner
+        problem far better conditioned on uncentred data.
 
     Attributes
     ----------
@@ -68,7 +73,7 @@ class MultinomialLogisticProblem(BilevelProblem):
 
     def __init__(self, X_train, y_train, X_val, y_val, *, fit_intercept=False,
                  penalty="per-class", sample_weight=None, sample_weight_val=None,
-                 classes=None):
+                 classes=None, feature_offset=None):
         self.X_train = _check_X(X_train, "X_train")
         p = self.X_train.shape[1]
         self.X_val = _check_X(X_val, "X_val", n_features=p)
@@ -90,6 +95,13 @@ class MultinomialLogisticProblem(BilevelProblem):
         self.y_train = self.encode(y_train, "y_train")
         self.y_val = self.encode(y_val, "y_val")
         self._set_weights(sample_weight, sample_weight_val)
+        self.feature_offset = None
+        if feature_offset is not None:
+            offset = np.asarray(feature_offset, dtype=np.float64).ravel()
+            if offset.shape != (p,) or not np.all(np.isfinite(offset)):
+                raise ValueError(f"feature_offset must hold {p} finite numbers, one per "
+                                 f"feature; got shape {offset.shape}.")
+            self.feature_offset = offset
 
     def _set_penalty(self, penalty):
         if penalty not in ("per-class", "shared"):
@@ -124,6 +136,10 @@ class MultinomialLogisticProblem(BilevelProblem):
         ones = np.ones(X.shape[0]) if w is None else w
         sq = (np.asarray(X.multiply(X).T @ ones).ravel() if hasattr(X, "multiply")
               else np.einsum("ij,ij,i->j", X, X, ones))
+        mu = self.feature_offset
+        if mu is not None:  # sum_i w_i (x_ij - mu_j)^2
+            sq = np.maximum(sq - 2.0 * mu * np.asarray(self._XT_train @ ones).ravel()
+                            + mu * mu * ones.sum(), 0.0)
         c = (1.0 / K) * (1.0 - 1.0 / K)
         out = np.empty(self.n_params)
         out[: self.n_features * K] = np.repeat(c * sq, K)
@@ -132,9 +148,14 @@ class MultinomialLogisticProblem(BilevelProblem):
         return out
 
     def coef_intercept(self, x):
-        """``(coef, intercept)``: ``coef`` of shape (n_classes, n_features), class 0's
-        intercept 0."""
+        """``(coef, intercept)`` on the original features: ``coef`` of shape
+        (n_classes, n_features), the intercepts summing to zero (as scikit-learn's;
+        the probabilities do not change with a common shift)."""
         W, b = self._split(x)
+        if self.feature_offset is not None:
+            b = b - self.feature_offset @ W
+        if self.fit_intercept:
+            b = b - b.mean()
         return W.T.copy(), b
 
     def _split(self, x):
@@ -148,13 +169,19 @@ class MultinomialLogisticProblem(BilevelProblem):
     def decision_function(self, x, X) -> np.ndarray:
         """Scores ``X W + b``, shape (n_samples, n_classes)."""
         W, b = self._split(x)
+        if self.feature_offset is not None:
+            b = b - self.feature_offset @ W
         return np.asarray(X @ W) + b
 
     def _adjoint(self, XT, R):
-        """Gradient in ``x`` of ``sum(R * Z)`` with ``Z = X W + b`` (``XT`` is ``X.T``)."""
+        """Gradient in ``x`` of ``sum(R * Z)`` with ``Z = (X - offset) W + b`` (``XT`` is
+        ``X.T``)."""
         out = np.empty(self.n_params)
         pk = self.n_features * self.n_classes
-        out[:pk] = np.asarray(XT @ R).ravel()
+        G = np.asarray(XT @ R)
+        if self.feature_offset is not None:
+            G = G - np.outer(self.feature_offset, R.sum(axis=0))
+        out[:pk] = G.ravel()
         if self.fit_intercept:
             out[pk:] = R[:, 1:].sum(axis=0)
         return out
@@ -199,6 +226,8 @@ class MultinomialLogisticProblem(BilevelProblem):
 
         def one(v):
             V, c = self._split(v)
+            if self.feature_offset is not None:
+                c = c - self.feature_offset @ V
             D = np.asarray(X @ V) + c
             R = Pw * (D - np.sum(P * D, axis=1, keepdims=True))
             return self._adjoint(XT, R) + weights * v
