@@ -337,7 +337,6 @@ class ShineLogisticRegressionCV(ClassifierMixin, _LinearClassifierOutputs, _Hoag
         max_step_ratio=_D.max_step_ratio,
         scan=_D.scan,
         scan_step=_D.scan_step,
-        scan_tol=_D.scan_tol,
         warm_memory=_D.warm_memory,
         pairs_memory_mb=_D.pairs_memory_mb,
         inner_solver=_D.inner_solver,
@@ -377,7 +376,6 @@ class ShineLogisticRegressionCV(ClassifierMixin, _LinearClassifierOutputs, _Hoag
         self.max_step_ratio = max_step_ratio
         self.scan = scan
         self.scan_step = scan_step
-        self.scan_tol = scan_tol
         self.warm_memory = warm_memory
         self.pairs_memory_mb = pairs_memory_mb
         self.inner_solver = inner_solver
@@ -539,7 +537,6 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         max_step_ratio=_D.max_step_ratio,
         scan=_D.scan,
         scan_step=_D.scan_step,
-        scan_tol=_D.scan_tol,
         warm_memory=_D.warm_memory,
         pairs_memory_mb=_D.pairs_memory_mb,
         inner_solver=_D.inner_solver,
@@ -578,7 +575,6 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         self.max_step_ratio = max_step_ratio
         self.scan = scan
         self.scan_step = scan_step
-        self.scan_tol = scan_tol
         self.warm_memory = warm_memory
         self.pairs_memory_mb = pairs_memory_mb
         self.inner_solver = inner_solver

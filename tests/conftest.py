@@ -10,6 +10,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.special import expit
+from threadpoolctl import threadpool_limits
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_blas_thread():
+    """Reference fits (scikit-learn's, dense solves) with one BLAS thread: with
+    OpenBLAS's default two fighting for two cores the suite took 5.5 min instead of 2."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 def make_classification_data(n_samples=150, n_features=12, *, seed=0, density=None,

@@ -153,7 +153,7 @@ def test_rejected_step_is_undone():
     X, y = make_classification_data(300, 40, seed=2, noise=2.0)
     prob = LogisticProblem(*split(X, y, 200))
     res = hoag(prob, [4.0], hypergradient="cg", max_iter=30, tol=0, step_growth=0.6,
-               step_rule="hoag")
+               step_rule="hoag", polish_tol=0)
     tr = res.trace
     rejected = [i for i, r in enumerate(tr) if not r["accepted"]]
     assert rejected, "this setting (fast step growth) must provoke a rejection"

@@ -30,13 +30,13 @@ __all__ = ["INNER_SOLVERS", "InnerResult", "InnerSolver", "NumpyLbfgs", "ScipyLb
            "get_inner_solver", "minimize_lbfgs", "minimize_lbfgs_numpy", "newton_polish"]
 
 
-def _warn_iteration_cap(max_iter, gnorm, tol):
+def warn_iteration_cap(max_iter, gnorm, tol, stacklevel=3):
     warnings.warn(
         f"The inner L-BFGS solver stopped after max_iter={max_iter} iterations "
         f"with ||grad|| = {gnorm:.3g} > tol = {tol:.3g}. Increase the inner "
         "iteration cap (max_inner_iter) or loosen the tolerance schedule.",
         ConvergenceWarning,
-        stacklevel=3,
+        stacklevel=stacklevel,
     )
 
 
@@ -92,7 +92,7 @@ class _CachedFunGrad:
 
 def minimize_lbfgs(fun_grad, x0, *, tol: float, maxcor: int = 30, max_iter: int = 1000,
                    memory: LbfgsMemory | None = None, fg0=None, h0=None, gnorm_weights=None,
-                   opa=None, callback=None) -> InnerResult:
+                   opa=None, callback=None, warn=True) -> InnerResult:
     """Minimise a smooth function with SciPy's L-BFGS-B and keep its curvature pairs.
 
     Stops as soon as ``||grad f(x)||_2 <= tol`` (HOAG's test), checked at
@@ -128,6 +128,8 @@ def minimize_lbfgs(fun_grad, x0, *, tol: float, maxcor: int = 30, max_iter: int 
         ``ValueError``; use :func:`minimize_lbfgs_numpy`).
     callback : callable, default=None
         ``callback(x)`` after each iteration; ``StopIteration`` stops the solve.
+    warn : bool, default=True
+        Warn when ``max_iter`` runs out (``False``: the caller finishes the solve).
 
     Returns
     -------
@@ -170,8 +172,8 @@ def minimize_lbfgs(fun_grad, x0, *, tol: float, maxcor: int = 30, max_iter: int 
         if gnorm > tol:
             message = "stopped by the callback" if state.get("stopped") else str(res.message)
     success = gnorm <= tol
-    if not success and state["nit"] >= max_iter:
-        _warn_iteration_cap(max_iter, gnorm, tol)
+    if warn and not success and state["nit"] >= max_iter:
+        warn_iteration_cap(max_iter, gnorm, tol)
     return InnerResult(
         x=state["x"], fun=state["f"], jac=state["g"], grad_norm=gnorm, nit=state["nit"],
         nfev=wrapped.nfev, success=success, message=message, memory=memory,
@@ -329,7 +331,7 @@ def _opa_pair(fun_grad, memory, direction, x, g, length):
 
 def minimize_lbfgs_numpy(fun_grad, x0, *, tol: float, maxcor: int = 30, max_iter: int = 1000,
                          memory: LbfgsMemory | None = None, opa=None, callback=None, fg0=None,
-                         h0=None, gnorm_weights=None) -> InnerResult:
+                         h0=None, gnorm_weights=None, warn=True) -> InnerResult:
     """Minimise a smooth function with a NumPy L-BFGS whose memory is open.
 
     Two-loop recursion, strong Wolfe line search, HOAG's test ``||grad|| <=
@@ -364,6 +366,8 @@ def minimize_lbfgs_numpy(fun_grad, x0, *, tol: float, maxcor: int = 30, max_iter
         ``min(1, 1 / ||grad||)``), and the diagonal of a new memory.
     gnorm_weights : ndarray of shape (n_params,), default=None
         Metric of the gradient norm, ``sqrt(sum(gnorm_weights * g**2))``.
+    warn : bool, default=True
+        Warn when ``max_iter`` runs out (``False``: the caller finishes the solve).
 
     Returns
     -------
@@ -410,8 +414,8 @@ def minimize_lbfgs_numpy(fun_grad, x0, *, tol: float, maxcor: int = 30, max_iter
                 message = "stopped by the callback"
                 break
     success = gnorm <= tol
-    if not success and nit >= max_iter:
-        _warn_iteration_cap(max_iter, gnorm, tol)
+    if warn and not success and nit >= max_iter:
+        warn_iteration_cap(max_iter, gnorm, tol)
     return InnerResult(
         x=x, fun=float(f), jac=g, grad_norm=gnorm, nit=nit, nfev=nfev, success=success,
         message=message, memory=memory, n_opa=n_opa, time=time.perf_counter() - t_start,
@@ -422,7 +426,7 @@ class InnerSolver:
     """The interface of an inner solver, as the outer loop's folds call it.
 
     ``solve(fun_grad, x0, *, tol, max_iter, memory, fg0, h0, gnorm_weights,
-    opa)`` minimises ``fun_grad`` from ``x0`` until ``||grad||`` (in the metric
+    opa, warn)`` minimises ``fun_grad`` from ``x0`` until ``||grad||`` (in the metric
     ``gnorm_weights``) is at most ``tol``, appends its curvature pairs to
     ``memory`` and returns an :class:`InnerResult`. What a solver cannot do it
     refuses with a clear error, so that the caller never branches on which
@@ -440,7 +444,7 @@ class InnerSolver:
     starts_from_pairs = False
 
     def solve(self, fun_grad, x0, *, tol, max_iter, memory, fg0=None, h0=None,
-              gnorm_weights=None, opa=None) -> InnerResult:  # pragma: no cover
+              gnorm_weights=None, opa=None, warn=True) -> InnerResult:  # pragma: no cover
         raise NotImplementedError
 
     def __repr__(self):
@@ -455,10 +459,10 @@ class NumpyLbfgs(InnerSolver):
     starts_from_pairs = True
 
     def solve(self, fun_grad, x0, *, tol, max_iter, memory, fg0=None, h0=None,
-              gnorm_weights=None, opa=None) -> InnerResult:
+              gnorm_weights=None, opa=None, warn=True) -> InnerResult:
         return minimize_lbfgs_numpy(fun_grad, x0, tol=tol, maxcor=memory.maxlen,
                                     max_iter=max_iter, memory=memory, opa=opa, fg0=fg0, h0=h0,
-                                    gnorm_weights=gnorm_weights)
+                                    gnorm_weights=gnorm_weights, warn=warn)
 
 
 class ScipyLbfgs(InnerSolver):
@@ -468,10 +472,10 @@ class ScipyLbfgs(InnerSolver):
     name = "scipy"
 
     def solve(self, fun_grad, x0, *, tol, max_iter, memory, fg0=None, h0=None,
-              gnorm_weights=None, opa=None) -> InnerResult:
+              gnorm_weights=None, opa=None, warn=True) -> InnerResult:
         return minimize_lbfgs(fun_grad, x0, tol=tol, maxcor=memory.maxlen, max_iter=max_iter,
                               memory=memory, fg0=fg0, h0=h0, gnorm_weights=gnorm_weights,
-                              opa=opa)
+                              opa=opa, warn=warn)
 
 
 #: The inner solvers by name.

@@ -17,13 +17,19 @@ from scipy.optimize import OptimizeResult
 
 from .._utils import SpillFile
 from ..hypergrad import ShineRefine, TruncatedCG, compute_hypergradient
-from ..inner import DiagonalMetric, LbfgsMemory, PairPlan, get_inner_solver
+from ..inner import (DiagonalMetric, LbfgsMemory, PairPlan, get_inner_solver, metric_norm,
+                     newton_polish)
+from ..inner.solvers import warn_iteration_cap
 
 __all__ = ["Fold", "FoldBackward", "FoldForward"]
 
 #: Cap on the conjugate-gradient iterations of a refined backward vector (its
 #: warm start, SHINE's estimate, is the rest of the budget).
 _REFINE_MAX_ITER = 100
+
+#: L-BFGS iterations after which a polishing solve of a small problem is finished by
+#: Newton steps.
+_NEWTON_AFTER = 200
 
 
 @dataclass(frozen=True)
@@ -90,7 +96,7 @@ class Fold:
         self.problem, self.options = problem, options
         self.strategy = options.strategy
         self.solver = get_inner_solver(options.inner_solver)
-        self.n_solves = 0
+        self.n_solves, self.newton = 0, False
         x = problem.initial_x() if x0 is None else np.array(x0, dtype=np.float64)
         if x.shape != (problem.n_params,):
             raise ValueError(f"x0 must have shape ({problem.n_params},), got {x.shape}.")
@@ -162,11 +168,13 @@ class Fold:
         return FoldForward(value, value_c, int(inner.nit), bool(inner.success),
                            str(inner.message))
 
-    def settle(self, alpha, eps) -> FoldForward:
+    def settle(self, alpha, eps, reduce=None) -> FoldForward:
         """Inner solve at ``alpha`` made the accepted state at once, without a backward
-        pass (a point of a coarse scan): its outer value."""
+        pass (a point of a coarse scan): its outer value. ``reduce``: also bring the
+        gradient down by that factor from the warm start's (at ``alpha``), so that
+        every point makes progress however loose ``eps`` is for it."""
         self.unpark()
-        inner, st = self._solve(alpha, eps), self.state
+        inner, st = self._solve(alpha, eps, reduce), self.state
         self.memory.commit()
         if self.plan.spill:
             self.memory.spill()
@@ -178,20 +186,27 @@ class Fold:
         return FoldForward(value, None, int(inner.nit), bool(inner.success),
                            str(inner.message))
 
-    def _solve(self, alpha, eps):
+    def _solve(self, alpha, eps, reduce=None):
         """The inner solve at ``alpha`` from the accepted state, its pairs moved there."""
         problem, st = self.problem, self.state
         fg0 = None
         if st.jac is not None:  # the warm start's evaluation, moved to the new alpha
             fg0 = problem.inner_value_grad_update(st.x, st.fun, st.jac, st.alpha, alpha)
+        tol = eps * self.norm_init
+        if reduce is not None:
+            g = fg0[1] if fg0 is not None else problem.inner_value_grad(st.x, alpha)[1]
+            tol = min(tol, reduce * metric_norm(g, self.h0))
         opa = self.strategy.opa(problem, alpha, self.n_solves)
         h0 = self._first_step_scale(alpha)
         memory = self._memory_at(alpha, h0)
+        cap = self.options.max_inner_iter
         inner = self.solver.solve(
-            lambda v: problem.inner_value_grad(v, alpha), st.x, tol=eps * self.norm_init,
-            max_iter=self.options.max_inner_iter, memory=memory, fg0=fg0, h0=h0,
-            gnorm_weights=self.h0, opa=opa)
+            lambda v: problem.inner_value_grad(v, alpha), st.x, tol=tol,
+            max_iter=min(cap, _NEWTON_AFTER) if self.newton else cap, memory=memory,
+            fg0=fg0, h0=h0, gnorm_weights=self.h0, opa=opa, warn=not self.newton)
         self.n_solves += 1
+        if self.newton and not inner.success:
+            inner = _finish_by_newton(problem, inner, alpha, tol, self.h0.array)
         return inner
 
     def _first_step_scale(self, alpha):
@@ -272,10 +287,13 @@ class Fold:
         self.park()
         return hg.grad, int(hg.n_hvp)
 
-    def refine_from_now(self) -> None:
+    def refine_from_now(self, newton=False) -> None:
         """From now on, refine each backward vector by conjugate gradient (warm-started
-        at SHINE's estimate) to the inner tolerance."""
+        at SHINE's estimate) to the inner tolerance; with ``newton``, finish every
+        inner solve that L-BFGS could not bring to its tolerance by Newton steps (small
+        problems: ill-conditioned raw data)."""
         self.strategy = ShineRefine(max_iter=_REFINE_MAX_ITER)
+        self.newton = bool(newton)
 
     def solution(self, trial=False) -> np.ndarray:
         """The accepted inner solution (with ``trial``, the trial's)."""
@@ -313,3 +331,15 @@ def _check_memory(memory, problem):
     if at.size == 1 and problem.n_hyper > 1:  # one penalty for every group
         at = np.full(problem.n_hyper, at[0])
     return pairs_in, problem.check_alpha(at)
+
+
+def _finish_by_newton(problem, inner, alpha, tol, metric):
+    """Newton steps after an L-BFGS solve that stopped short (small problems)."""
+    fun_grad = lambda v: problem.inner_value_grad(v, alpha)  # noqa: E731
+    x, gnorm, _ = newton_polish(fun_grad, lambda v: problem.inner_hessp(v, alpha),
+                                inner.x, tol=tol, gnorm_weights=metric)
+    f, g = fun_grad(x)
+    inner.update(x=x, fun=f, jac=g, grad_norm=gnorm, success=gnorm <= tol)
+    if not inner.success:
+        warn_iteration_cap(inner.nit, gnorm, tol, stacklevel=4)
+    return inner

@@ -95,6 +95,9 @@ class FoldSet:
 
     def __init__(self, problems, alpha, x0, options, take_pairs=False, runner=None):
         self.n_folds = len(problems)
+        #: the folds' size: parameters times training samples, summed
+        self.work = sum(p.n_params * getattr(getattr(p, "X_train", None), "shape",
+                                             (p.n_params,))[0] for p in problems)
         self._own = runner is None
         if runner is None:
             x0s, memories = start_memories(x0, len(problems), take_pairs)
@@ -122,10 +125,10 @@ class FoldSet:
         x = self.runner.call(0, "solution", True) if want_x else None
         return Forward(value, value_c, sum(r.nit for r in out), x)
 
-    def settle(self, alpha, eps) -> Forward:
+    def settle(self, alpha, eps, reduce=None) -> Forward:
         """Every fold solved at ``alpha`` and made its accepted state at once, without a
         backward pass (a point of a coarse scan): total outer value and iterations."""
-        out = self.runner.call_all("settle", alpha, eps)
+        out = self.runner.call_all("settle", alpha, eps, reduce)
         return Forward(_total(r.value for r in out), None, sum(r.nit for r in out))
 
     def reject(self) -> None:
@@ -141,11 +144,12 @@ class FoldSet:
                         inner_ok=not failed, inner_nit=min(r.nit for r in out),
                         inner_message=failed[0].message if failed else "")
 
-    def end_game(self) -> None:
+    def end_game(self, newton=False) -> None:
         """From now on, refine each backward vector by conjugate gradient (warm-started
         at SHINE's estimate) to the inner tolerance: near the optimum, where SHINE's
-        error is as large as the hypergradient itself."""
-        self.runner.call_all("refine_from_now")
+        error is as large as the hypergradient itself. ``newton``: inner solves that
+        L-BFGS cannot finish are finished by Newton steps (small problems)."""
+        self.runner.call_all("refine_from_now", newton)
 
     def refine(self, alpha, eps, trial=False):
         """The hypergradient at ``alpha`` by conjugate gradient (warm-started at each

@@ -34,6 +34,30 @@ __all__ = ["hoag", "hypergradient", "fit_inner", "check_problems", "run_hoag", "
 #: Relative inner tolerance (at most) of the polishing steps that follow a stop.
 POLISH_EPS = 1e-6
 
+#: Folds whose parameters times training samples, summed, are at most this are
+#: scanned before the search and polished to ``polish_tol`` at ``POLISH_EPS`` after
+#: it; larger ones start at the data-scaled start and only check the stop (on
+#: 20news, 2e9, the scan took twice and a tight polish three times the whole search:
+#: ``benchmarks/raw_data.py``).
+SMALL_WORK = 10_000_000
+
+
+def _polishes(reason, opts, work) -> bool:
+    """Whether a stop for ``reason`` is polished: any stop of a small problem; on a
+    larger one, a stop on ``tol`` of a strategy whose small steps may be its own
+    error (SHINE), which is checked."""
+    if opts.polish_tol <= 0:
+        return False
+    return work <= SMALL_WORK or (reason is StopReason.STEP and opts.strategy.needs_stop_check)
+
+
+def _polish_settings(opts, work, eps):
+    """``(step tolerance, inner tolerance)`` of the polish that follows a stop."""
+    if work <= SMALL_WORK:
+        return (min(opts.polish_tol, opts.tol) if opts.tol > 0 else opts.polish_tol,
+                POLISH_EPS)
+    return (opts.tol if opts.tol > 0 else opts.polish_tol), eps
+
 
 def check_problems(problem) -> list:
     """``problem`` as a non-empty list of problems sharing their hyperparameters."""
@@ -131,10 +155,9 @@ def run_hoag(problem, alpha0=None, *, options, x0=None, heldout=None, callback=N
     t_start = time.perf_counter()
     with FoldSet(problems, alpha, x0, opts, runner=runner) as folds:
         folds._own = folds._own and not keep_runner
-        if opts.scan and alpha0 is None and runner is None:
-            scan = coarse_scan(folds, alpha, lower, upper, opts.scan_tol, opts.scan_step)
+        if opts.scan and alpha0 is None and runner is None and folds.work <= SMALL_WORK:
+            scan = coarse_scan(folds, alpha, lower, upper, opts.eps0, opts.scan_step)
             alpha = scan.best
-            stopping.start_at(opts.scan_tol)  # (no looser than the scan's solves)
         first = None if scan is None else min(opts.first_step, opts.scan_step / 2)
         steps = StepRule(opts, lower, upper, first_step=first)
         clock = time.perf_counter() - t_start  # held-out evaluations excluded
@@ -156,10 +179,12 @@ def _loop(folds, steps, stopping, trace, alpha, opts, clock):
 
     When a stopping test first holds, the answer is polished (unless
     ``polish_tol`` is 0): every backward vector refined by conjugate gradient
-    from then on, the inner solves tightened to :data:`POLISH_EPS`, the accepted
-    point solved again, a probe step of length ``tol`` for a curvature of refined
-    hypergradients only, and the (secant) steps go on until one moves ``alpha``
-    by at most ``polish_tol`` (or ``max_iter`` runs out: the first stop stands).
+    from then on, the accepted point solved again, a probe step of length ``tol``
+    for a curvature of refined hypergradients only, and the (secant) steps go on
+    until one moves ``alpha`` by at most ``polish_tol`` with the inner solves
+    tightened to :data:`POLISH_EPS` (small problems, :data:`SMALL_WORK`),
+    or, on larger ones, a stop on ``tol`` of SHINE is checked: by at most ``tol``
+    at the same tolerance; if ``max_iter`` runs out first, the first stop stands.
     """
     trial, converged = alpha, None
     for _ in range(opts.max_iter):
@@ -179,11 +204,10 @@ def _loop(folds, steps, stopping, trace, alpha, opts, clock):
                                          steps.predicted_decrease(trial))
         if tighten:
             steps.refresh, trial = True, steps.point.alpha
-        elif reason is not None and converged is None and opts.polish_tol > 0:
-            converged, reason = reason, None  # polish it: refined, tight, until a tiny step
-            stopping.polish(min(opts.polish_tol, opts.tol) if opts.tol > 0 else opts.polish_tol,
-                            POLISH_EPS)
-            folds.end_game()
+        elif reason is not None and converged is None and _polishes(reason, opts, folds.work):
+            converged, reason = reason, None  # polish it: refined hypergradients from now
+            stopping.polish(*_polish_settings(opts, folds.work, eps))
+            folds.end_game(newton=folds.work <= SMALL_WORK)
             # the accepted point solved again, then a probe step of tol: the secant
             # curvature of refined hypergradients
             steps.restart(first_step=max(opts.tol, 10 * opts.polish_tol))

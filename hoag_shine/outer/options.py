@@ -111,12 +111,16 @@ class HoagOptions:
         ``value_tol=0`` run all ``max_iter`` iterations.
     polish_tol : float, default=1e-4
         When a stopping test first holds, polish the answer: the backward
-        vectors refined by conjugate gradient from then on, the inner solves
-        tightened to a relative 1e-6, and the steps going on until one moves
-        ``alpha`` by at most ``polish_tol`` (``C`` by about 0.01%; ``tol`` if
-        that is smaller), within ``max_iter``. The validation loss is flat near its minimum: without it
-        where the search stops in the valley depends on its path (and so on
-        details such as an offset on the features). ``0``: no polishing.
+        vectors refined by conjugate gradient from then on, and the steps go on
+        until one moves ``alpha`` by at most ``polish_tol`` (``C`` by about
+        0.01%; ``tol`` if that is smaller) with the inner solves tightened to a
+        relative 1e-6, within ``max_iter``. The validation loss is flat near its
+        minimum: without it, where the search stops in the valley depends on its
+        path (and so on details such as an offset on the features). On large
+        problems (folds' parameters times samples over 1e7) only a stop on
+        ``tol`` with SHINE is polished, to ``tol`` at the same inner tolerance:
+        a check that the small step was not SHINE's own error (see
+        :func:`~hoag_shine.hoag`). ``0``: no polishing.
     patience : int, default=5
         Outer iterations over which ``value_tol`` is measured.
     stop_eps : float or None, default=None
@@ -163,18 +167,18 @@ default="exponential"
     scan : bool, default=True
         With the data-scaled start (``alpha0=None``), look over the bounds
         before the local search (:func:`~hoag_shine.outer.scan.coarse_scan`):
-        the folds are solved to ``scan_tol``, without backward pass, at points
-        ``scan_step`` apart from the strongest penalty down (warm-started: a
+        the folds are solved at tolerance ``eps0`` (and to a tenth of each warm
+        start's gradient), without backward pass, at points ``scan_step``
+        apart from ``e^12`` above the start down (warm-started: a
         regularisation path), until the validation loss has clearly risen
         twice in a row; the search starts at the lowest point, with a first
-        step of at most ``scan_step / 2`` and inner tolerances no looser than
-        ``scan_tol``. Without it, a search started where the validation loss is
-        flat or bumpy (raw data: one large column, offsets) can stop there. Not
-        done from a given ``alpha0``.
+        step of at most ``scan_step / 2``. Without it, a search started where
+        the validation loss is flat or bumpy (raw data: one large column,
+        offsets) can stop there. Not done from a given ``alpha0``, nor on large
+        problems (folds' parameters times samples over 1e7, where it would cost
+        more than the search).
     scan_step : float, default=2.0
         Distance, in log-penalty, between two points of the scan.
-    scan_tol : float, default=1e-4
-        Relative inner tolerance of the scan's solves.
     warm_memory : bool, default=True
         Carry the L-BFGS curvature pairs from one inner solve to the next,
         shifted exactly for the new penalty.
@@ -223,7 +227,6 @@ default="exponential"
     max_step_ratio: float = 3.0
     scan: bool = True
     scan_step: float = 2.0
-    scan_tol: float = 1e-4
     warm_memory: bool = True
     pairs_memory_mb: float = 1024.0
     inner_solver: str = "numpy"
@@ -329,8 +332,7 @@ _CONSTRAINTS = {
     "max_step_ratio": [Interval(_REAL, 0, None, closed="neither")],
     "scan": [Options(True, False)],
     "scan_step": [Interval(_REAL, 0, None, closed="neither")],
-    "scan_tol": [Interval(_REAL, 0, 1, closed="neither")],
-    "warm_memory": [Options(True, False)],
+        "warm_memory": [Options(True, False)],
     "pairs_memory_mb": [Interval(_REAL, 0, None, closed="neither", allow_inf=True)],
     "inner_solver": [Options("numpy", "scipy")],
     "max_time": [Interval(_REAL, 0, None, allow_inf=True), None],

@@ -24,8 +24,16 @@ __all__ = ["Scan", "coarse_scan"]
 #: much (relative): flat stretches do not stop the scan.
 RISE = 1e-3
 
+#: Each point's solve also brings the gradient down by this factor from its warm
+#: start's (at the point's penalty): at weak penalties a loose relative tolerance can
+#: hold at the warm start already, on ill-conditioned raw data far from the solution.
+REDUCE = 0.1
+
 #: Rises in a row that end the scan (one may be noise of the loose solves).
 RISES_TO_STOP = 2
+
+#: Values this close (relative) to the lowest are ties: a flat stretch.
+TIE = 1e-7
 
 #: Half-width of the scanned window around the data-scaled start (log scale, within
 #: the bounds): e^12 either way, as the default bounds around a start at 0. A window
@@ -53,11 +61,19 @@ class Scan:
     value: list = field(default_factory=list)
     inner_iter: list = field(default_factory=list)
     time: float = 0.0
+    start: np.ndarray | None = None
 
     @property
     def best(self) -> np.ndarray:
-        """The point of lowest value (the first of equal ones: the stronger penalty)."""
-        return self.alpha[int(np.argmin(self.value))]
+        """The point of lowest value; among points within :data:`TIE` of it (a flat
+        stretch, where the order is the solves' noise), the nearest to the start."""
+        values = np.asarray(self.value)
+        low = float(values.min())
+        ties = np.flatnonzero(values <= low + TIE * abs(low))
+        if self.start is None or len(ties) == 1:
+            return self.alpha[int(np.argmin(values))]
+        dist = [float(np.max(np.abs(self.alpha[k] - self.start))) for k in ties]
+        return self.alpha[int(ties[int(np.argmin(dist))])]
 
 
 def scan_points(start, lower, upper, step) -> list:
@@ -94,9 +110,9 @@ def coarse_scan(folds, start, lower, upper, eps, step) -> Scan:
     import time
 
     t0 = time.perf_counter()
-    scan, rises = Scan(), 0
+    scan, rises = Scan(start=np.array(start, dtype=np.float64)), 0
     for alpha in scan_points(start, lower, upper, step):
-        out = folds.settle(alpha, eps)
+        out = folds.settle(alpha, eps, REDUCE)
         if not np.isfinite(out.value):
             break  # (beyond what floating point can evaluate: the local search says so)
         scan.alpha.append(alpha)
@@ -106,5 +122,7 @@ def coarse_scan(folds, start, lower, upper, eps, step) -> Scan:
         rises = rises + 1 if out.value > best + RISE * abs(best) else 0
         if rises >= RISES_TO_STOP:
             break
+    if scan.alpha and not np.array_equal(scan.best, scan.alpha[-1]):
+        folds.settle(scan.best, eps, REDUCE)  # the search starts from the best point's state
     scan.time = time.perf_counter() - t0
     return scan

@@ -254,7 +254,9 @@ class StoppingRule:
         self.n_flat = 0  # accepted points in a row whose next step promised little
 
     def next_eps(self) -> float:
-        """Tolerance of the next inner solve."""
+        """Tolerance of the next inner solve (held constant while polishing)."""
+        if self.polishing:
+            return self.held_eps
         eps = self.schedule(self.k_eps)
         self.k_eps += 1
         return eps
@@ -297,10 +299,10 @@ class StoppingRule:
         return stop, False
 
     def polish(self, tol, eps) -> None:
-        """From now on: stop only on a step of at most ``tol``, inner tolerances at
-        most ``eps``."""
+        """From now on: stop only on a step of at most ``tol``; every inner solve at
+        ``eps`` (or the last tolerance, if smaller)."""
         self.polishing, self.tol, self.value_tol = True, tol, 0.0
-        self.start_at(min(eps, self.schedule(max(self.k_eps - 1, 0))))
+        self.held_eps = min(eps, self.schedule(max(self.k_eps - 1, 0)))
         self.accepted_values.clear()
         self.n_flat = 0
 

@@ -137,11 +137,11 @@ class _Journal:
         elif method == "reject":
             self.trial[k] = None
         elif method == "refine_from_now":
-            self.end_game = True
+            self.end_game = args
 
     def replay(self, k):
         """The calls that bring a cold fold ``k`` to its recorded state."""
-        calls = [("refine_from_now", ())] if self.end_game else []
+        calls = [("refine_from_now", self.end_game)] if self.end_game else []
         if self.accepted[k] is not None:
             how, args = self.accepted[k]
             calls += ([("settle", args)] if how == "settle" else
