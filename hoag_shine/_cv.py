@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 from sklearn import get_config
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit, check_cv
@@ -30,6 +32,12 @@ def make_cv(cv, y, classifier, validation_fraction=0.2, random_state=None):
                 + ". Provide more data or change validation_fraction.")
         split = StratifiedShuffleSplit if classifier else ShuffleSplit
         return split(n_splits=1, test_size=n_val, random_state=random_state)
+    if cv is not None and not isinstance(cv, numbers.Integral) and not hasattr(cv, "split"):
+        if not hasattr(cv, "__iter__"):
+            raise InvalidParameterError(
+                f"cv must be None, an int, a splitter, an iterable of (train, validation) "
+                f"index pairs or 'holdout'; got {type(cv).__name__}.")
+        cv = [_pair(split, k) for k, split in enumerate(cv)]
     return check_cv(5 if cv is None else cv, y, classifier=classifier)
 
 
@@ -37,8 +45,11 @@ def metadata_router(estimator):
     """How ``fit``'s metadata are routed: ``sample_weight`` to the estimator,
     ``groups`` (and other split parameters) to the splitter."""
     router = MetadataRouter(owner=type(estimator).__name__).add_self_request(estimator)
-    if not isinstance(estimator.cv, str):
-        router.add(splitter=check_cv(5 if estimator.cv is None else estimator.cv),
+    cv = estimator.cv
+    # (an iterable of splits has no parameters to route, and a generator would be used
+    # up by check_cv here)
+    if cv is None or isinstance(cv, numbers.Integral) or hasattr(cv, "split"):
+        router.add(splitter=check_cv(5 if cv is None else cv),
                    method_mapping=MethodMapping().add(caller="fit", callee="split"))
     return router
 
@@ -85,7 +96,7 @@ def check_splits(cv, X, y, classifier, params):
     return splits
 
 
-def _pair(split, k, n):
+def _pair(split, k, n=None):
     """One split as a ``(train, validation)`` pair of index arrays."""
     try:
         train, val = split

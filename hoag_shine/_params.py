@@ -112,7 +112,8 @@ class Pair:
         return all(self.item.accepts(v) for v in value) and value[0] < value[1]
 
     def __str__(self):
-        return f"a pair (min, max) with min < max, each {self.item}"
+        return (f"a tuple (min, max) of two numbers with min < max, each {self.item} (an "
+                "array is not a tuple: write (lo, hi))")
 
 
 def _accepts(constraint, value) -> bool:

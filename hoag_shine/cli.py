@@ -7,6 +7,7 @@ shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from importlib import resources
 from pathlib import Path
@@ -33,12 +34,46 @@ def _positive_int(text):
     return value
 
 
+def _finite_float(low=None, high=None, positive=False):
+    """An argparse type: a finite number (within ``[low, high]``, ``> 0``)."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} must be a finite number")
+        if positive and not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text!r} must be within [{low}, {high}]")
+        return value
+    return parse
+
+
+def _need_matplotlib():
+    """Before any work: the figures need the ``bench`` extra."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CliError("this command draws figures, which need matplotlib: pip install "
+                       "'hoag_shine[bench]'.") from None
+
+
+def _output_file(path):
+    """``path``, its folder created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _find_config(name):
-    """A config path as given, else under ./configs, else one shipped with the package."""
+    """A config path as given, else under ./configs, else one shipped with the package
+    (by its name, or by the file name of a path such as ``configs/quick.toml``)."""
     p = Path(name)
     if p.exists():
         return p
-    candidates = (name, f"{name}.toml")
+    candidates = (name, f"{name}.toml", p.name, f"{p.name}.toml")
     for cand in candidates:
         if (Path("configs") / cand).exists():
             return Path("configs") / cand
@@ -99,9 +134,10 @@ def _bench(args):
                            summary_rows)
     from .results import atomic_write_csv, atomic_write_text
 
+    _need_matplotlib()
     config = load_config(_find_config(args.config))
     out = Path(args.out or config["benchmark"].get("out", "results/" + Path(args.config).stem))
-    seeds = parse_seeds(args.seeds) if args.seeds else None
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     if args.scheduler and args.backend != "dask":
         raise CliError("--scheduler is a dask scheduler's address: use it with --backend dask.")
     progress = _Progress()
@@ -124,9 +160,11 @@ def _bench(args):
 
 
 def _plot(args):
+    _need_matplotlib()
     from .plotting import format_summary, plot_convergence, summarize
 
-    plot_convergence(args.results, args.output, title=args.title, rel_target=args.target)
+    plot_convergence(args.results, _output_file(args.output), title=args.title,
+                     rel_target=args.target)
     print(format_summary(summarize(args.results, rel_target=args.target),
                          rel_target=args.target))
     print(f"\nfigure: {args.output}")
@@ -135,14 +173,16 @@ def _plot(args):
 def _inversion(args):
     import numpy as np
 
+    _need_matplotlib()
     from .diagnostics import inversion_experiment
     from .plotting import plot_inversion
 
+    output = _output_file(args.output)
     res = inversion_experiment(dataset=args.dataset, n_runs=args.runs, alpha=args.alpha,
                                memory=args.memory, tol=args.tol, opa_freq=args.opa_freq,
                                n_train=args.n_train, data_home=args.data_home)
-    plot_inversion(res, args.output, title=f"{args.dataset}: {args.n_train} samples, "
-                   f"alpha={args.alpha:g}, memory {args.memory}, {args.runs} runs")
+    plot_inversion(res, output, title=f"{args.dataset}: {args.n_train} samples, "
+                   f"log-penalty {args.alpha:g}, memory {args.memory}, {args.runs} runs")
     print("| direction | OPA | median norm ratio | median cosine |")
     print("|---|---|---|---|")
     for key in ("opa", "no-opa"):
@@ -156,7 +196,7 @@ def _perf(args):
     from .config import parse_seeds
     from .perf import format_report, run_perf, save_report
 
-    seeds = parse_seeds(args.seeds) if args.seeds else None
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
     yardsticks = args.yardsticks or Path(args.out).parent / f"yardsticks_{args.dataset}.json"
     report = run_perf(args.results, dataset=args.dataset, seeds=seeds,
                       data_home=args.data_home, yardsticks=yardsticks,
@@ -167,6 +207,12 @@ def _perf(args):
     print(f"\nrecord: {args.out} (appended to {history})")
 
 
+def _version():
+    from . import __version__
+
+    return __version__
+
+
 def build_parser():
     parser = _Parser(
         prog="hoag-shine",
@@ -174,6 +220,8 @@ def build_parser():
     )
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_bench, _add_plot, _add_perf, _add_inversion):
         add(sub)
@@ -206,9 +254,9 @@ def _add_plot(sub):
     p = sub.add_parser("plot", help="plot a results CSV (or folder) and print its summary")
     p.add_argument("results", help="results.csv or the benchmark's output folder")
     p.add_argument("-o", "--output", default="convergence.png", help="figure file")
-    p.add_argument("--target", type=float, default=0.01,
-                   help="relative target above the best held-out loss (default 0.01)")
-    p.add_argument("--title")
+    p.add_argument("--target", type=_finite_float(positive=True), default=0.01,
+                   help="relative target above the best held-out loss (default 0.01: 1%%)")
+    p.add_argument("--title", help="figure title (default: the datasets and seeds)")
     p.set_defaults(func=_plot)
 
 
@@ -217,12 +265,15 @@ def _add_perf(sub):
                        "performance ratios of a benchmark run")
     f.add_argument("--results", default="results/fig1_20news",
                    help="benchmark results (CSV or folder)")
-    f.add_argument("--dataset", default="20news")
+    f.add_argument("--dataset", default="20news",
+                   help="the dataset the results were made on (default 20news)")
     f.add_argument("--seeds", help="subset, e.g. 0-4")
     f.add_argument("--scaling", action="store_true",
                    help="also measure the cost per outer step against nnz(X) (1e4-1e6 rows)")
-    f.add_argument("--data-home")
-    f.add_argument("--out", default="results/perf.json")
+    f.add_argument("--data-home", help="dataset cache (default: $HOAG_SHINE_DATA, "
+                   "~/hoag_shine_data, or scikit-learn's ~/scikit_learn_data)")
+    f.add_argument("--out", default="results/perf.json",
+                   help="where the report is written (default results/perf.json)")
     f.add_argument("--yardsticks", help="cache of the per-seed grids (default: "
                    "yardsticks_DATASET.json beside --out); floors are always re-timed")
     f.set_defaults(func=_perf)
@@ -231,15 +282,23 @@ def _add_perf(sub):
 def _add_inversion(sub):
     i = sub.add_parser("inversion",
                        help="quality of the L-BFGS inverse with and without OPA (Fig. 2)")
-    i.add_argument("--dataset", default="breast-cancer")
-    i.add_argument("--runs", type=_positive_int, default=100)
-    i.add_argument("--n-train", type=_positive_int, default=113)
-    i.add_argument("--alpha", type=float, default=1.0, help="log-penalty")
-    i.add_argument("--memory", type=_positive_int, default=60)
-    i.add_argument("--tol", type=float, default=1e-6)
-    i.add_argument("--opa-freq", type=_positive_int, default=5)
-    i.add_argument("--data-home")
-    i.add_argument("-o", "--output", default="inversion.png")
+    i.add_argument("--dataset", default="breast-cancer",
+                   help="the problem (default breast-cancer, as in the SHINE paper)")
+    i.add_argument("--runs", type=_positive_int, default=100,
+                   help="random training subsets (default 100)")
+    i.add_argument("--n-train", type=_positive_int, default=113,
+                   help="training samples per run (default 113)")
+    i.add_argument("--alpha", type=_finite_float(-50.0, 50.0), default=1.0,
+                   help="log-penalty of the inner problem (default 1), within [-50, 50]")
+    i.add_argument("--memory", type=_positive_int, default=60,
+                   help="L-BFGS memory (default 60)")
+    i.add_argument("--tol", type=_finite_float(positive=True), default=1e-6,
+                   help="inner gradient tolerance (default 1e-6)")
+    i.add_argument("--opa-freq", type=_positive_int, default=5,
+                   help="inner iterations between two OPA pairs (default 5)")
+    i.add_argument("--data-home", help="dataset cache (as for bench)")
+    i.add_argument("-o", "--output", default="inversion.png",
+                   help="figure file (its folder is created)")
     i.set_defaults(func=_inversion)
 
 

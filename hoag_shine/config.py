@@ -61,8 +61,8 @@ _DATASET = {
     "loader": [Options(*LOADERS)],
     "test_size": [Interval(_REAL, 0, 1, closed="neither")],
     "max_time": [_POS],
-    "n_samples": [_POS_INT],
-    "n_features": [_POS_INT],
+    "n_samples": [Interval(_INT, 2, 10_000_000)],
+    "n_features": [Interval(_INT, 1, 10_000_000)],
     "density": [Interval(_REAL, 0, 1, closed="right")],
     "noise": [Interval(_REAL, 0, None)],
     "random_state": [Interval(_INT, 0, None)],
@@ -154,6 +154,8 @@ def load_config(path) -> dict:
             raise ConfigError(f"{path}: [benchmark] needs a '{key}' entry.")
     bench["seeds"] = parse_seeds(bench["seeds"])
     schemes = config.setdefault("schemes", {})
+    for name in [*bench["datasets"], *bench["schemes"], *schemes, *config.get("datasets", {})]:
+        _check_name(path, name)
     for name in bench["schemes"]:
         if name not in schemes:
             raise ConfigError(f"{path}: scheme {name!r} is listed but has no [schemes.{name}].")
@@ -178,6 +180,16 @@ def load_config(path) -> dict:
                               f"{list(LOADERS.get(loader, ())) or 'none'}.")
     config["_path"] = str(path)
     return config
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def _check_name(path, name):
+    """Dataset and scheme names become file names: letters, digits, ``_ . + -``."""
+    if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
+        raise ConfigError(f"{path}: {name!r} cannot name a dataset or scheme: use letters, "
+                          "digits and _ . + - (it becomes part of file names under --out).")
 
 
 def dataset_spec(config, name):

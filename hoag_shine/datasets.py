@@ -17,7 +17,9 @@
 Binary sets have labels in {-1, +1}; multiclass sets, class indices.
 
 The data home is, in order: the ``data_home`` argument, the environment
-variable ``HOAG_SHINE_DATA``, ``~/hoag_shine_data``. Nothing is downloaded
+variable ``HOAG_SHINE_DATA``, ``~/hoag_shine_data``; for 20news, scikit-learn's
+own cache (``~/scikit_learn_data`` or ``$SCIKIT_LEARN_DATA``) is used when it
+holds the file and the data home does not. Nothing is downloaded
 unless ``download=True``: a missing file is an error that says where to put it.
 """
 
@@ -76,9 +78,12 @@ def make_sparse_classification(n_samples=5000, n_features=2000, *, density=0.01,
 
 
 def _load_20news(home: Path, download: bool, multiclass: bool = False):
-    from sklearn.datasets import fetch_20newsgroups_vectorized
+    from sklearn.datasets import fetch_20newsgroups_vectorized, get_data_home as sk_data_home
 
     sk_home = home / "sklearn"
+    theirs = Path(sk_data_home())  # scikit-learn's own cache (~/scikit_learn_data)
+    if not (sk_home / _20NEWS_FILE).exists() and (theirs / _20NEWS_FILE).exists():
+        sk_home = theirs
     if not download and not (sk_home / _20NEWS_FILE).exists():
         raise FileNotFoundError(
             f"The 20news cache is missing: put scikit-learn's raw 20 newsgroups cache "
@@ -88,8 +93,13 @@ def _load_20news(home: Path, download: bool, multiclass: bool = False):
             "fetch it from the internet."
         )
     sk_home.mkdir(parents=True, exist_ok=True)
-    bunch = fetch_20newsgroups_vectorized(subset="all", data_home=str(sk_home),
-                                          download_if_missing=download)
+    try:
+        bunch = fetch_20newsgroups_vectorized(subset="all", data_home=str(sk_home),
+                                              download_if_missing=download)
+    except OSError as exc:  # (URLError: offline, or the server refused)
+        raise OSError(f"Downloading 20news failed ({getattr(exc, 'reason', exc)}): no network? "
+                      f"Put scikit-learn's cache file '{_20NEWS_FILE}' in {sk_home}/ "
+                      "instead.") from None
     X = sp.csr_matrix(bunch.data, dtype=np.float64)
     if multiclass:
         return X, np.asarray(bunch.target, dtype=np.int64)
@@ -119,8 +129,8 @@ def _load_real_sim(home: Path, download: bool):
     try:
         X, y = libsvmdata.fetch_dataset("real-sim")
     except OSError as exc:
-        raise OSError(f"Downloading real-sim failed ({exc}); put libsvmdata's cache files "
-                      f"in {folder}/ instead.") from exc
+        raise OSError(f"Downloading real-sim failed ({getattr(exc, 'reason', exc)}): no "
+                      f"network? Put libsvmdata's cache files in {folder}/ instead.") from None
     finally:
         socket.setdefaulttimeout(old_timeout)
     y = np.asarray(y, dtype=np.float64)

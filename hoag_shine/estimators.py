@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import numbers
 import warnings
-from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -84,9 +83,9 @@ _SHARED_DOC = "\n" + parameter_docs(HoagOptions.__doc__, _HOAG_PARAMS) + """\
     random_state : int, RandomState instance or None, default=None
         Seeds the hold-out split of ``cv="holdout"``.
     verbose : int, default=0
-        ``> 0`` logs each outer iteration (logger ``"hoag_shine"``, level
-        INFO) to stderr, unless that logger already has handlers of the
-        application's.
+        ``> 0`` reports each outer iteration (the penalty as the estimator
+        names it, the validation loss) to stderr, or to the handlers of the
+        ``"hoag_shine"`` logger when the application configured some.
     callback : callable, default=None
         Passed to :func:`hoag_shine.hoag`; raise ``StopIteration`` to stop.
 """
@@ -108,28 +107,49 @@ def _training_mean(X, w=None) -> np.ndarray:
     return np.asarray(X.T @ weights).ravel()
 
 
+def _check_weighted_splits(splits, y, w_train, w_val):
+    """Each split's training part keeps two classes of positive weight, and each
+    validation part a positive total weight (a clear error naming the split)."""
+    for k, (train, val) in enumerate(splits):
+        if w_train is not None and not w_train[train].sum() > 0:
+            raise ValueError(f"The training part of split {k} has zero total sample_weight; "
+                             "give some of its samples weight or change cv.")
+        if (y is not None and w_train is not None
+                and len(np.unique(y[train][w_train[train] > 0])) < 2):
+            raise ValueError(
+                f"The training part of split {k} has one class of positive weight only "
+                "(sample_weight / class_weight); each training part needs two. Give those "
+                "samples weight, or use a stratified splitter.")
+        if w_val is not None and not w_val[val].sum() > 0:
+            raise ValueError(
+                f"The validation part of split {k} has zero total sample_weight: its loss "
+                "cannot choose the penalty. Give some of its samples weight or change cv.")
+
+
 def _squeeze(values):
     """A float for one hyperparameter, a copy of the array for several."""
     return float(values[0]) if values.shape[0] == 1 else np.array(values)
 
 
-@contextmanager
-def _verbose(level):
-    """``level > 0``: the outer loop's INFO records go to stderr for this fit, unless
-    the application already configured the ``"hoag_shine"`` logger."""
+def _progress(verbose, names):
+    """``log(record)`` for a fit with ``verbose > 0``: one line per outer iteration,
+    the penalty named as the estimator names it, through the ``"hoag_shine"``
+    logger's handlers when the application configured some, else to stderr. No
+    logger's level is changed (fits in several threads do not interfere)."""
+    if not verbose:
+        return None
     logger = logging.getLogger("hoag_shine")
-    old_level, handler = logger.level, None
-    if level:
-        logger.setLevel(logging.INFO)
-        if not logger.handlers:
-            handler = logging.StreamHandler()
-            logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.setLevel(old_level)
-        if handler is not None:
-            logger.removeHandler(handler)
+    handle = logger.handle if logger.handlers else logging.StreamHandler().handle
+    name, to_strength = names
+
+    def log(record):
+        strength = np.array2string(to_strength(record["alpha"]), precision=4)
+        msg = (f"iteration {record['iteration']}: {name}={strength} validation loss="
+               f"{record['outer_value']:.6g} {'accepted' if record['accepted'] else 'rejected'}"
+               f" inner_iter={record['inner_iter']} time={record['time']:.3f}s")
+        handle(logger.makeRecord(logger.name, logging.INFO, "hoag_shine", 0, msg, None, None))
+
+    return log
 
 
 class _HoagCV(BaseEstimator):
@@ -194,11 +214,12 @@ class _HoagCV(BaseEstimator):
         ``fit`` and its stops in this estimator's words."""
         start = getattr(self, self._start_param)
         alpha0 = None if start is None else self._log_penalty(start)
-        with warnings.catch_warnings(record=True) as caught, _verbose(self.verbose):
+        log = _progress(self.verbose, self._strength_name)
+        with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             tuning = tune(make_problem, X, targets, splits, weights, options, alpha0=alpha0,
                           staged=staged, refit=self.refit, final_tol=self.final_tol,
-                          callback=self.callback)
+                          callback=self.callback, log=log)
         for w in caught:  # pointing at the caller of fit
             warnings.warn(w.message, w.category, stacklevel=outside_stacklevel())
         for stop, opts in tuning.stops:
@@ -398,6 +419,8 @@ class ShineLogisticRegressionCV(ClassifierMixin, _LinearClassifierOutputs, _Hoag
         tags.input_tags.sparse = True
         return tags
 
+    _strength_name = ("C", lambda alpha: np.exp(-alpha))
+
     def _log_penalty(self, C):
         return -float(np.log(C))
 
@@ -428,9 +451,10 @@ class ShineLogisticRegressionCV(ClassifierMixin, _LinearClassifierOutputs, _Hoag
         X, y, sample_weight = self._check_data(X, y, sample_weight)
         splits = self._splits(X, y, sample_weight, params, classifier=True)
         staged = self.multi_class_C == "per-class" and len(self.classes_) > 2
-        tuning = self._tune(self._problem, X, [y], splits,
-                            (self._class_weighted(y, sample_weight), sample_weight),
-                            options, staged=staged)
+        w_train = self._class_weighted(y, sample_weight)
+        _check_weighted_splits(splits, y, w_train, sample_weight)
+        tuning = self._tune(self._problem, X, [y], splits, (w_train, sample_weight), options,
+                            staged=staged)
         res = tuning.result
         coefs = [p.coef_intercept(xk) for p, xk, _ in tuning.fits[0]]
         coef = np.mean([np.atleast_2d(w) for w, _ in coefs], axis=0)
@@ -478,9 +502,16 @@ class ShineLogisticRegressionCV(ClassifierMixin, _LinearClassifierOutputs, _Hoag
             if unknown:
                 raise ValueError(f"class_weight names classes {sorted(map(str, unknown))} "
                                  f"that are not in y ({self.classes_.tolist()}).")
-        cw = compute_class_weight(self.class_weight, classes=self.classes_, y=y)
+        cw = compute_class_weight(self.class_weight, classes=self.classes_, y=y,
+                                  sample_weight=sample_weight)
         w = cw[np.searchsorted(self.classes_, y)]
-        return w if sample_weight is None else w * sample_weight
+        w = w if sample_weight is None else w * sample_weight
+        kept = np.unique(y[w > 0])
+        if len(kept) < 2:
+            raise ValueError(
+                f"class_weight={self.class_weight!r} leaves one class ({kept[0]!r}) with "
+                "positive weight; every class the model learns needs a positive weight.")
+        return w
 
     def _problem(self, X_train, y_train, X_val, y_val, w_train=None, w_val=None):
         """The bilevel problem of one split (binary or multinomial), and no metadata.
@@ -597,6 +628,8 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         tags.target_tags.multi_output = True
         return tags
 
+    _strength_name = ("alpha", np.exp)
+
     def _log_penalty(self, alpha):
         return float(np.log(alpha))
 
@@ -663,6 +696,7 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         options = self._hoag_options()
         X, y, sample_weight = self._check_data(X, y, sample_weight)
         splits = self._splits(X, y, sample_weight, params, classifier=False)
+        _check_weighted_splits(splits, None, sample_weight, sample_weight)
         Y = y.reshape(len(y), -1)
         groups = ([[t] for t in range(Y.shape[1])] if self.alpha_per_target
                   else [list(range(Y.shape[1]))])

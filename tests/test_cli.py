@@ -249,3 +249,50 @@ def test_perf_command_caches_the_grids_and_retimes_the_floor(tmp_path, capsys, m
     assert st1["best"] == st2["best"] and st1["target"] == st2["target"]
     assert 0 < st2["floor"] < np.inf
     assert len((tmp_path / "perf" / "perf_history.jsonl").read_text().splitlines()) == 2
+
+
+def test_bad_command_lines_are_one_line_errors(tmp_path, tiny_config, capsys):
+    out = str(tmp_path / "o")
+    _fails(capsys, ["inversion", "--alpha", "nan"], "finite number")
+    _fails(capsys, ["inversion", "--alpha", "1e6"], "within")
+    _fails(capsys, ["plot", out, "--target", "-1"], "must be > 0")
+    _fails(capsys, ["plot", out, "--target", "nan"], "finite number")
+    _fails(capsys, ["bench", "--config", str(tiny_config), "--out", out, "--seeds", ""],
+           "not a seed")
+    huge = tmp_path / "huge.toml"
+    huge.write_text(TINY.replace("n_samples = 600", "n_samples = 1000000000000000"))
+    _fails(capsys, ["bench", "--config", str(huge), "--out", out], "n_samples")
+    sneaky = tmp_path / "sneaky.toml"
+    sneaky.write_text(TINY.replace('"shine", "cg"', '"shine/..", "cg"')
+                      .replace("[schemes.shine]", '[schemes."shine/.."]'))
+    _fails(capsys, ["bench", "--config", str(sneaky), "--out", out], "cannot name")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_version_and_config_paths_from_anywhere(tmp_path, capsys, monkeypatch):
+    import hoag_shine
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and hoag_shine.__version__ in capsys.readouterr().out
+    # README writes configs/quick.toml; away from the clone the shipped one is found.
+    from hoag_shine.cli import _find_config
+
+    monkeypatch.chdir(tmp_path)
+    assert _find_config("configs/schedule.toml").name == "schedule.toml"
+    assert _find_config("schedule").name == "schedule.toml"
+
+
+def test_offline_download_is_one_line(tmp_path, capsys, monkeypatch):
+    import urllib.error
+
+    import sklearn.datasets
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(sklearn.datasets, "fetch_20newsgroups_vectorized", offline)
+    from hoag_shine.datasets import load_dataset
+
+    with pytest.raises(OSError, match="no network"):
+        load_dataset("20news", data_home=tmp_path, download=True)

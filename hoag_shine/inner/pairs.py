@@ -12,6 +12,7 @@ memories of an outer loop are stored.
 from __future__ import annotations
 
 from collections import deque
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -252,5 +253,12 @@ def plan_pairs(n_params: int, maxcor: int, n_memories: int = 1,
     if total * pair32 <= budget:
         return PairPlan(f32, int(maxcor), False, False)
     active = int(max(1, min(maxcor, budget // pair32)))
+    if active < maxcor:
+        warnings.warn(
+            f"pairs_memory_mb={budget_mb:g} holds {active} of maxcor={maxcor} curvature pairs "
+            f"of {n_params} parameters (in single precision, one memory at a time): the "
+            f"L-BFGS memory is cut to {active}, which changes the search; raise "
+            f"pairs_memory_mb to at least {np.ceil(maxcor * pair32 / 2**20):g}.",
+            UserWarning, stacklevel=3)
     return PairPlan(f32, active, False, n_memories > 1)
 

@@ -42,13 +42,15 @@ POLISH_EPS = 1e-6
 SMALL_WORK = 10_000_000
 
 
-def _polishes(reason, opts, work) -> bool:
+def _polishes(reason, opts, work, stalled) -> bool:
     """Whether a stop for ``reason`` is polished: any stop of a small problem; on a
     larger one, a stop on ``tol`` of a strategy whose small steps may be its own
-    error (SHINE), which is checked."""
+    error (SHINE), or a stop after every recent step was rejected (a hypergradient
+    that points the wrong way), which are checked."""
     if opts.polish_tol <= 0:
         return False
-    return work <= SMALL_WORK or (reason is StopReason.STEP and opts.strategy.needs_stop_check)
+    return (work <= SMALL_WORK or stalled
+            or (reason is StopReason.STEP and opts.strategy.needs_stop_check))
 
 
 def _polish_settings(opts, work, eps):
@@ -61,9 +63,15 @@ def _polish_settings(opts, work, eps):
 
 def check_problems(problem) -> list:
     """``problem`` as a non-empty list of problems sharing their hyperparameters."""
+    from ..problems import BilevelProblem
+
     problems = list(problem) if isinstance(problem, (list, tuple)) else [problem]
     if not problems:
         raise ValueError("problem must be a BilevelProblem or a non-empty list of them.")
+    wrong = [type(p).__name__ for p in problems if not isinstance(p, BilevelProblem)]
+    if wrong:
+        raise TypeError(f"problem must be a BilevelProblem (e.g. LogisticProblem(X_train, "
+                        f"y_train, X_val, y_val)) or a list of them; got {wrong[0]}.")
     if any(p.n_hyper != problems[0].n_hyper for p in problems):
         raise ValueError("All the problems (folds) must have the same number of hyperparameters.")
     return problems
@@ -137,20 +145,21 @@ def hoag(problem, alpha0=None, *, options=None, x0=None, heldout=None, callback=
 
 
 def run_hoag(problem, alpha0=None, *, options, x0=None, heldout=None, callback=None,
-             runner=None, keep_runner=False):
+             runner=None, keep_runner=False, log=None):
     """:func:`hoag` without its warnings: the result says why it stopped
     (``result.stop``), for a caller that reports stops in its own words.
 
     ``runner``: folds already built and restaged by an earlier stage of the same
     fit (see :class:`~hoag_shine.outer.folds.FoldSet`); ``keep_runner``: leave
-    the folds open and hand them over as ``result.runner`` (the caller closes it).
+    the folds open and hand them over as ``result.runner`` (the caller closes it);
+    ``log``: ``log(record)`` after each iteration (:class:`Trace`).
     """
     opts, problems = options, check_problems(problem)
     lower, upper = opts.bounds_arrays(problems[0].n_hyper)
     alpha = start_alpha(problems, alpha0, lower, upper)
     if heldout is not None and len(problems) > 1:
         raise ValueError("heldout is recorded for a single problem; pass one problem, not folds.")
-    trace = Trace(heldout_loss_fn(problems[0], heldout), callback)
+    trace = Trace(heldout_loss_fn(problems[0], heldout), callback, log)
     stopping, scan = StoppingRule(opts), None
     t_start = time.perf_counter()
     with FoldSet(problems, alpha, x0, opts, runner=runner) as folds:
@@ -204,7 +213,8 @@ def _loop(folds, steps, stopping, trace, alpha, opts, clock):
                                          steps.predicted_decrease(trial))
         if tighten:
             steps.refresh, trial = True, steps.point.alpha
-        elif reason is not None and converged is None and _polishes(reason, opts, folds.work):
+        elif (reason is not None and converged is None
+              and _polishes(reason, opts, folds.work, stopping.stalled)):
             converged, reason = reason, None  # polish it: refined hypergradients from now
             stopping.polish(*_polish_settings(opts, folds.work, eps))
             folds.end_game(newton=folds.work <= SMALL_WORK)

@@ -96,12 +96,29 @@ def grid_search(problem, n_points=10, *, bounds=(-12.0, 12.0), **kwargs):
     """
     if problem.n_hyper != 1:
         raise ValueError("grid_search handles one hyperparameter; use random_search for more.")
-    alphas = np.linspace(bounds[1], bounds[0], int(n_points))
+    lo, hi = _check_search(n_points, bounds)
+    alphas = np.linspace(hi, lo, int(n_points))
     return search(problem, alphas, **kwargs)
 
 
 def random_search(problem, n_points=10, *, bounds=(-12.0, 12.0), random_state=0, **kwargs):
     """Search on ``n_points`` log-penalties drawn uniformly in ``bounds``, in the order drawn."""
     rng = np.random.default_rng(random_state)
-    alphas = rng.uniform(bounds[0], bounds[1], size=(int(n_points), problem.n_hyper))
+    lo, hi = _check_search(n_points, bounds)
+    alphas = rng.uniform(lo, hi, size=(int(n_points), problem.n_hyper))
     return search(problem, alphas, **kwargs)
+
+
+def _check_search(n_points, bounds):
+    """``bounds`` as ``(low, high)``; clear errors for a bad count or range."""
+    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or n_points < 1:
+        raise ValueError(f"n_points must be an int >= 1, got {n_points!r}.")
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds must be a pair (low, high) of log-penalties, got "
+                         f"{bounds!r}.") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"bounds must satisfy low < high and be finite, got {bounds!r}; "
+                         "e.g. (-12, 12).")
+    return lo, hi

@@ -200,7 +200,7 @@ def _failure_text(stop):
 
 def warn_stop(stop: Stop, options, wording: Wording = Wording(), *, stacklevel: int = 2):
     """Warn about a stop a user must hear of: a failure, a bound (:class:`BoundWarning`),
-    or ``max_iter`` running out while a stopping test was active."""
+    ``max_iter`` running out while a stopping test was active, or the time budget."""
     opts, who = options, wording.who
     if stop.reason is StopReason.FAILURE:
         warnings.warn(f"{who} stopped: {describe(stop, opts, wording)}.", ConvergenceWarning,
@@ -216,6 +216,11 @@ def warn_stop(stop: Stop, options, wording: Wording = Wording(), *, stacklevel: 
             f"decrease <= value_tol={opts.value_tol} over {opts.patience} iterations) "
             f"within max_iter={opts.max_iter} outer iterations; increase max_iter, tol or "
             "value_tol.", ConvergenceWarning, stacklevel=stacklevel + 1)
+    elif stop.reason is StopReason.TIME:
+        warnings.warn(
+            f"{who} {describe(stop, opts, wording)} before a stopping test held: the answer "
+            "is the best point reached by then; increase max_time (or None) to finish the "
+            "search.", ConvergenceWarning, stacklevel=stacklevel + 1)
 
 
 class StoppingRule:
@@ -251,6 +256,7 @@ class StoppingRule:
         self.schedule = options.schedule()
         self.k_eps = 0  # index into the schedule (jumps ahead when a stop comes too early)
         self.accepted_values = []  # the last accepted outer value, after each iteration
+        self.since_move = 0  # iterations since the last accepted move
         self.n_flat = 0  # accepted points in a row whose next step promised little
 
     def next_eps(self) -> float:
@@ -277,6 +283,7 @@ class StoppingRule:
             stop = StopReason.STEP
         values = self.accepted_values
         values.append(base.value)
+        self.since_move = 0 if step is not None else self.since_move + 1
         if (stop is None and self.value_tol > 0 and len(values) > opts.patience
                 and values[-1 - opts.patience] - values[-1]
                 <= self.value_tol * abs(values[-1])):
@@ -312,6 +319,12 @@ class StoppingRule:
 
     def _first_at_most(self, eps, k0):
         return next((j for j in range(k0, k0 + 100_000) if self.schedule(j) <= eps), k0)
+
+    @property
+    def stalled(self) -> bool:
+        """Whether no move was accepted over the last ``patience`` iterations (every
+        step rejected: a hypergradient that points the wrong way)."""
+        return self.since_move >= self.options.patience
 
     def gate(self) -> float:
         """The inner tolerance a stop must have been reached at to count: ``stop_eps``

@@ -83,8 +83,16 @@ def heldout_loss_fn(problem, heldout):
     """
     if heldout is None or callable(heldout):
         return heldout
+    if not isinstance(heldout, (tuple, list)) or len(heldout) != 2:
+        got = (f"{len(heldout)} items" if isinstance(heldout, (tuple, list))
+               else type(heldout).__name__)
+        raise ValueError(f"heldout must be a pair (X, y) or a callable x -> loss; got {got}.")
     X_h, y_h = heldout
     X_h = problem.check_X(X_h, "X_heldout")
+    n_y = len(y_h) if hasattr(y_h, "__len__") else None
+    if n_y != X_h.shape[0]:
+        raise ValueError(f"heldout has {X_h.shape[0]} rows in X but {n_y} labels in y; give "
+                         "one label per row.")
     return lambda x: problem.data_loss(x, X_h, y_h)
 
 
@@ -98,10 +106,14 @@ class Trace:
     callback : callable or None
         ``callback(record)`` with the record as an ``OptimizeResult`` plus
         ``x``; raising ``StopIteration`` asks the loop to stop.
+    log : callable or None
+        ``log(record)`` after each iteration (a caller's own progress report, e.g.
+        an estimator's ``verbose``), besides the ``"hoag_shine"`` logger's INFO
+        record.
     """
 
-    def __init__(self, heldout=None, callback=None):
-        self.heldout, self.callback = heldout, callback
+    def __init__(self, heldout=None, callback=None, log=None):
+        self.heldout, self.callback, self.log = heldout, callback, log
         self.records: list[dict] = []
 
     @property
@@ -126,6 +138,8 @@ class Trace:
         logger.info("hoag it %d: alpha=%s outer=%.6g %s inner_iter=%d n_hvp=%d time=%.3fs",
                     k, np.array2string(record["alpha"], precision=4), value,
                     "accepted" if accepted else "rejected", inner_iter, n_hvp, time)
+        if self.log is not None:
+            self.log(record)
         if self.callback is not None:
             try:
                 # (a copy: writing to the record's x must not change the fit)

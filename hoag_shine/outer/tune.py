@@ -79,7 +79,7 @@ def trace_history(result, before=None) -> dict:
             for k, v in cols.items()}
 
 
-def search_penalty(problems, options, *, alpha0=None, staged=False, callback=None):
+def search_penalty(problems, options, *, alpha0=None, staged=False, callback=None, log=None):
     """Tune the penalty of the folds ``problems``; ``(result, history, stops)``.
 
     ``staged`` (problems with several penalties that share one layout, e.g. one
@@ -94,14 +94,14 @@ def search_penalty(problems, options, *, alpha0=None, staged=False, callback=Non
     n_hyper = problems[0].n_hyper
     alpha0 = None if alpha0 is None else np.full(n_hyper, float(np.ravel(alpha0)[0]))
     if not staged or n_hyper == 1:
-        res = run_hoag(problems, alpha0, options=options, callback=callback)
+        res = run_hoag(problems, alpha0, options=options, callback=callback, log=log)
         return res, trace_history(res), [(res.stop, options)]
     if not all(hasattr(p, "with_penalty") for p in problems):
         raise TypeError("A staged search needs problems with with_penalty('shared') (one "
                         "penalty per class of a multinomial model).")
     first = run_hoag([p.with_penalty("shared") for p in problems],
                      None if alpha0 is None else alpha0[:1], options=options, callback=callback,
-                     keep_runner=True)
+                     keep_runner=True, log=log)
     runner = first.pop("runner")
     try:
         later = _per_class_options(options, first)
@@ -109,7 +109,8 @@ def search_penalty(problems, options, *, alpha0=None, staged=False, callback=Non
         # The folds go on where they are: each one's solution and L-BFGS pairs (moved,
         # not copied) start its per-class problem.
         runner.restage("per-class", start, later)
-        res = run_hoag(problems, start, options=later, callback=callback, runner=runner)
+        res = run_hoag(problems, start, options=later, callback=callback, runner=runner,
+                       log=log)
     finally:
         runner.close()
     first.pop("memory", None)
@@ -167,7 +168,7 @@ def final_fit(problem, x0, alpha, options, final_tol) -> np.ndarray:
 
 
 def tune(make_problem, X, targets, splits, weights, options, *, alpha0=None, staged=False,
-         refit=True, final_tol=1e-4, callback=None) -> Tuning:
+         refit=True, final_tol=1e-4, callback=None, log=None) -> Tuning:
     """Tune one penalty shared by ``targets`` over the splits, and fit at it.
 
     Parameters
@@ -193,6 +194,8 @@ def tune(make_problem, X, targets, splits, weights, options, *, alpha0=None, sta
         of one per split.
     final_tol : float, default=1e-4
     callback : callable, default=None
+    log : callable, default=None
+        ``log(record)`` after each outer iteration.
 
     Returns
     -------
@@ -203,7 +206,7 @@ def tune(make_problem, X, targets, splits, weights, options, *, alpha0=None, sta
              for tr, va in splits for t in targets]
     problems = [p for p, _ in built]
     res, history, stops = search_penalty(problems, options, alpha0=alpha0, staged=staged,
-                                         callback=callback)
+                                         callback=callback, log=log)
     xs = res.x if isinstance(res.x, list) else [res.x]
     n_t = len(targets)
     scores = np.array([
