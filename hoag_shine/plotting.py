@@ -301,3 +301,53 @@ def plot_inversion(results, path, *, title=None):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return fig
+
+
+#: One colour per backward strategy of the implicit-model benchmark, whatever the selection.
+DEQ_COLORS = {"exact": "black", "shine": "tab:blue", "shine-fallback": "tab:cyan",
+              "shine-refine": "tab:purple", "shine-opa": "tab:green",
+              "jacobian-free": "tab:red"}
+
+
+def plot_deq(rows, path, *, title=None):
+    """The implicit-model benchmark in three panels: backward time per batch, the
+    cosine of each strategy's gradient with the exact one along training (regime
+    near 1), and test accuracy (medians over seeds; lower time, higher cosine and
+    accuracy are better)."""
+    Figure = _matplotlib().figure.Figure
+    strategies = [s for s in DEQ_COLORS if any(r["strategy"] == s for r in rows)]
+    datasets = sorted({r["dataset"] for r in rows})
+    regimes = list(dict.fromkeys(r["regime"] for r in rows))
+    fig = Figure(figsize=(15, 4.6))
+    axes = fig.subplots(1, 3)
+    width = 0.8 / max(len(strategies), 1)
+    slots = [(d, g) for d in datasets for g in regimes]
+    for i, s in enumerate(strategies):
+        for panel, key in ((axes[0], "backward_ms"), (axes[2], "accuracy")):
+            vals = [np.median([r[key] for r in rows if (r["dataset"], r["regime"],
+                                                        r["strategy"]) == (d, g, s)] or [np.nan])
+                    for d, g in slots]
+            panel.bar(np.arange(len(slots)) + i * width, vals, width, color=DEQ_COLORS[s],
+                      label=s)
+        near = [r for r in rows if r["strategy"] == s and r["regime"] == regimes[-1]]
+        if near:
+            n = min(len(r["cosines"]) for r in near)
+            if n:
+                med = np.median([r["cosines"][:n] for r in near], axis=0)
+                axes[1].plot(np.arange(1, n + 1), med, color=DEQ_COLORS[s], lw=2, label=s)
+    labels = [f"{d}\n{g}" for d, g in slots]
+    for ax in (axes[0], axes[2]):
+        ax.set_xticks(np.arange(len(slots)) + 0.4 - width / 2, labels)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("backward time per batch, ms (log; lower is better)")
+    axes[1].set_xlabel(f"gradient probe along training (every few batches; {regimes[-1]})")
+    axes[1].set_ylabel("cosine with the exact gradient (higher is better)")
+    axes[1].set_ylim(min(0.0, axes[1].get_ylim()[0]), 1.02)
+    accs = [r["accuracy"] for r in rows]
+    axes[2].set_ylim(max(0.0, min(accs) - 0.05), min(1.0, max(accs) + 0.02))
+    axes[2].set_ylabel("test accuracy (higher is better)")
+    axes[0].legend(fontsize=8, loc="upper right")
+    axes[1].legend(fontsize=8, loc="lower left")
+    fig.suptitle(title or "Equilibrium classifier: backward strategies (medians over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
