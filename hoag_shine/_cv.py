@@ -38,7 +38,9 @@ def make_cv(cv, y, classifier, validation_fraction=0.2, random_state=None):
                 f"cv must be None, an int, a splitter, an iterable of (train, validation) "
                 f"index pairs or 'holdout'; got {type(cv).__name__}.")
         cv = [_pair(split, k) for k, split in enumerate(cv)]
-    return check_cv(5 if cv is None else cv, y, classifier=classifier)
+    if cv is None:  # 5 folds, fewer on tiny data (RidgeCV's default, leave-one-out, fits 2)
+        cv = min(5, len(y)) if not classifier else 5
+    return check_cv(cv, y, classifier=classifier)
 
 
 def metadata_router(estimator):
@@ -62,7 +64,7 @@ def split_params(estimator, sample_weight, params):
         return dict(routed.splitter.split) if "splitter" in routed else {}
     unknown = set(params) - {"groups"}
     if unknown:
-        raise TypeError(
+        raise ValueError(
             f"fit() got unexpected parameter(s) {sorted(unknown)}; without metadata "
             "routing only groups is passed to the splitter (enable routing with "
             "sklearn.set_config(enable_metadata_routing=True) to route others).")

@@ -704,7 +704,7 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
                               (sample_weight, sample_weight), options) for cols in groups]
         coefs = {t: [self._coef_intercept(p, xk, m) for p, xk, m in fit]
                  for cols, tuning in zip(groups, tunings) for t, fit in zip(cols, tuning.fits)}
-        self._set_fitted(tunings, coefs, y.ndim == 2)
+        self._set_fitted(tunings, coefs, y.ndim == 2 and y.shape[1] > 1)
         return self
 
     def _check_data(self, X, y, sample_weight):
@@ -736,12 +736,15 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         self.history_ = histories[0] if one else histories
         self.n_iter_ = (len(histories[0]["time"]) if one
                         else np.array([len(h["time"]) for h in histories]))
-        self.scores_ = tunings[0].scores if one else np.mean([t.scores for t in tunings], axis=0)
-        self.best_score_ = float(np.mean(self.scores_))
+        if one:
+            self.scores_, self.best_score_ = tunings[0].scores, float(np.mean(tunings[0].scores))
+        else:  # one score per target, as RidgeCV's alpha_per_target
+            self.scores_ = np.array([t.scores for t in tunings]).T  # (n_splits, n_targets)
+            self.best_score_ = np.mean(self.scores_, axis=0)
         coef = np.array([np.mean([w for w, _ in coefs[t]], axis=0) for t in sorted(coefs)])
         intercept = np.array([np.mean([b for _, b in coefs[t]]) for t in sorted(coefs)])
         self.coef_ = coef if multi_output else coef[0]
-        self.intercept_ = intercept if multi_output else float(intercept[0])
+        self.intercept_ = intercept if multi_output else np.float64(intercept[0])
 
     def predict(self, X):
         """Predicted targets ``X @ coef_ + intercept_``.
@@ -783,7 +786,8 @@ ShineLogisticRegressionCV.__doc__ = """L2 logistic regression whose C is tuned b
         Starting value of ``C``. ``None``: scaled to the data, the inverse of
         the mean diagonal of the loss's Hessian (see
         :meth:`~hoag_shine.problems.BilevelProblem.default_alpha`), so that
-        rescaling the features rescales the whole search.
+        rescaling the features rescales the whole search; on small problems a
+        coarse scan around it comes first (``scan``).
     C_bounds : (float, float), default=(exp(-12), exp(12))
         Range of ``C`` searched.""" + _SHARED_DOC + """    multi_class_C : {"shared", "per-class"}, default="shared"
         With three classes or more: one ``C`` for the whole multinomial model,
@@ -802,8 +806,9 @@ ShineLogisticRegressionCV.__doc__ = """L2 logistic regression whose C is tuned b
         (``np.arange(n_features)``: one per feature).
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the training loss (not in the validation
-        loss), computed on the whole ``y`` as in ``LogisticRegressionCV``:
-        ``"balanced"`` gives ``n_samples / (n_classes * bincount(y))``.
+        loss), computed on the whole ``y`` (and ``sample_weight``) as in
+        ``LogisticRegressionCV``: ``"balanced"`` gives ``n_samples / (n_classes
+        * bincount(y))``, with the samples' weights counted.
 
     Attributes
     ----------
@@ -814,9 +819,8 @@ ShineLogisticRegressionCV.__doc__ = """L2 logistic regression whose C is tuned b
         ``log(1 / C_)``, the log-penalties the outer loop optimised.
     coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
     intercept_ : ndarray of shape (1,) or (n_classes,)
-        With several classes, class 0's intercept is 0 (the softmax is
-        unchanged by a common shift; fixing one keeps the problem strictly
-        convex).
+        With several classes the intercepts sum to zero, as scikit-learn's (the
+        softmax is unchanged by a common shift).
     classes_ : ndarray of shape (n_classes,)
     n_features_in_ : int
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -899,12 +903,14 @@ ShineRidgeCV.__doc__ = """Ridge regression whose penalty is tuned by hypergradie
     hoag_result_ : HoagResult or list of HoagResult
         The full result of the outer loop (one per target with
         ``alpha_per_target``).
-    scores_ : ndarray of shape (n_splits,)
+    scores_ : ndarray of shape (n_splits,) or (n_splits, n_targets)
         Validation criterion of each split at ``alpha_``: minus the mean squared
         error per validation sample and target (scikit-learn's
-        ``neg_mean_squared_error``).
-    best_score_ : float
-        Mean of ``scores_``.
+        ``neg_mean_squared_error``); one column per target with
+        ``alpha_per_target``.
+    best_score_ : float or ndarray of shape (n_targets,)
+        Mean of ``scores_`` over the splits (one per target with
+        ``alpha_per_target``, as ``RidgeCV``).
 
     Examples
     --------

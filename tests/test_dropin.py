@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import sklearn
+from sklearn.exceptions import ConvergenceWarning
 from scipy.optimize import brentq
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import (GroupKFold, KFold, PredefinedSplit, StratifiedKFold,
@@ -149,7 +150,7 @@ def test_groups_through_routing_equal_explicit_splits():
         assert out["test_score"].shape == (2,)
     with pytest.raises(ValueError, match="groups"):
         ShineLogisticRegressionCV(cv=GroupKFold(4)).fit(X, y)
-    with pytest.raises(TypeError, match="unexpected parameter"):
+    with pytest.raises(ValueError, match="unexpected parameter"):
         ShineLogisticRegressionCV().fit(X, y, foo=1)
 
 
@@ -223,3 +224,30 @@ def test_n_jobs_threads_only_with_a_chosen_backend(monkeypatch):
     with joblib.parallel_config(backend="threading", n_jobs=2):
         ShineLogisticRegressionCV(cv=3).fit(X, y)
     assert made == [{"n_jobs": 2}]  # one pool for the whole fit
+
+
+def test_dropin_details_as_scikit_learn_has_them():
+    import time
+
+    from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data
+
+    # balanced class weights count the samples' weights (as compute_class_weight does)
+    check_sample_weight_equivalence_on_dense_data(
+        "ShineLogisticRegressionCV", ShineLogisticRegressionCV(class_weight="balanced"))
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 4))
+    y = X @ rng.standard_normal(4) + rng.standard_normal(60)
+    reg = ShineRidgeCV().fit(X, y)
+    assert type(reg.intercept_) is np.float64
+    col = ShineRidgeCV().fit(X, y[:, None])  # y of shape (n, 1): 1-d outputs, as RidgeCV
+    assert col.coef_.shape == (4,) and col.predict(X).shape == (60,)
+    two = ShineRidgeCV(alpha_per_target=True).fit(X, np.c_[y, -y + 1])
+    assert np.shape(two.best_score_) == (2,) and two.scores_.shape == (5, 2)
+    ShineRidgeCV().fit(X[:3], y[:3])  # tiny data: as many folds as rows
+    # An unreachable final_tol stops when the objective stalls, saying so.
+    Xb = rng.standard_normal((800, 200))  # (beyond the small fits polished by Newton steps)
+    yb = Xb[:, 0] + rng.standard_normal(800) > 0
+    t0 = time.perf_counter()
+    with pytest.warns(ConvergenceWarning, match="floating point.*Increase final_tol"):
+        ShineLogisticRegressionCV(final_tol=1e-18, cv=3, C0=1.0).fit(Xb, yb)
+    assert time.perf_counter() - t0 < 30

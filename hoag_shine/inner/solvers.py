@@ -26,6 +26,12 @@ from sklearn.exceptions import ConvergenceWarning
 from .memory import LbfgsMemory
 from .metric import metric_norm as _norm
 
+_EPS = np.finfo(np.float64).eps
+
+#: Iterations in a row without a decrease of the objective (in floating point) after
+#: which a solve stops as stalled: its tolerance is out of floating point's reach.
+_STALL = 30
+
 __all__ = ["INNER_SOLVERS", "InnerResult", "InnerSolver", "NumpyLbfgs", "ScipyLbfgs",
            "get_inner_solver", "minimize_lbfgs", "minimize_lbfgs_numpy", "newton_polish"]
 
@@ -383,7 +389,7 @@ def minimize_lbfgs_numpy(fun_grad, x0, *, tol: float, maxcor: int = 30, max_iter
     nfev, nit, n_opa = int(fg0 is None), 0, 0
     gnorm = _norm(g, gnorm_weights)
     message = "converged: ||grad|| <= tol"
-    last_step = None
+    last_step, flat = None, 0
     while gnorm > tol:
         if nit >= max_iter:
             message = f"reached max_iter={max_iter}"
@@ -404,9 +410,14 @@ def minimize_lbfgs_numpy(fun_grad, x0, *, tol: float, maxcor: int = 30, max_iter
         ss = float(s @ s)
         memory._append(s, np.asarray(g_new, dtype=np.float64) - g, ss)
         last_step = float(np.sqrt(ss))
+        flat = flat + 1 if not f_new < f - _EPS * abs(f) else 0
         x, f, g = x_new, f_new, np.asarray(g_new, dtype=np.float64)
         gnorm = _norm(g, gnorm_weights)
         nit += 1
+        if flat >= _STALL:
+            message = (f"stalled: {_STALL} iterations without a decrease of the objective in "
+                       "floating point (the tolerance is below what it can reach)")
+            break
         if callback is not None:
             try:
                 callback(x)

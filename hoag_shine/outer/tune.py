@@ -158,12 +158,14 @@ def final_fit(problem, x0, alpha, options, final_tol) -> np.ndarray:
     if _small(problem):
         res = fit_inner(problem, alpha, tol=1e-14, x0=res.x, max_iter=0, polish=True)
     tol = final_tol * problem.gradient_scale(alpha)
-    if not res.success and res.grad_norm > 1e3 * tol:
+    stalled = str(res.message).startswith("stalled")
+    if not res.success and (stalled or res.grad_norm > 1e3 * tol):
+        knob = ("final_tol: it is below what floating point reaches here" if stalled
+                else "max_inner_iter or final_tol")
         warnings.warn(
             f"The final fit at log-penalty {alpha} stopped with ||grad|| = "
             f"{res.grad_norm:.3g}, above final_tol * ||grad(0)|| = {tol:.3g} "
-            f"({res.message}). Increase max_inner_iter or final_tol.",
-            ConvergenceWarning, stacklevel=2)
+            f"({res.message}). Increase {knob}.", ConvergenceWarning, stacklevel=2)
     return res.x
 
 
