@@ -19,6 +19,12 @@ Rows (``--rows``, comma-separated):
 ``shine-cg``     ``ShineLogisticRegressionCV(cv=5, hypergradient="cg")``;
 ``shine-per-class``  ``ShineLogisticRegressionCV(cv=5, multi_class_C="per-class")``;
 ``lrcv``         ``LogisticRegressionCV(cv=5, scoring="neg_log_loss")``, defaults otherwise;
+``shine-cv5-j2``  ``ShineLogisticRegressionCV(cv=5, n_jobs=2)``: the folds on two worker
+                 processes;
+``lrcv-j2``      ``LogisticRegressionCV(cv=5, n_jobs=2, scoring="neg_log_loss")``, its
+                 default BLAS threads;
+``lrcv-j2-1blas``  the same with one BLAS thread per process (scikit-learn's best
+                 setting on 2 cores);
 ``lr-at-C``      one ``LogisticRegression(C=<shine-split's C_>, tol=1e-6)`` fit: what
                  scikit-learn needs to fit once at the answer, as good on the test set.
 
@@ -31,8 +37,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import resource
 import sys
+import threading
 import time
 import warnings
 
@@ -40,11 +48,13 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.model_selection import PredefinedSplit, train_test_split
+from threadpoolctl import threadpool_limits
 
 from hoag_shine import ShineLogisticRegressionCV
 from hoag_shine.datasets import load_dataset
 
-ROWS = ("shine-split", "shine-cv5", "shine-cg", "shine-per-class", "lrcv", "lr-at-C")
+ROWS = ("shine-split", "shine-cv5", "shine-cv5-j2", "shine-cg", "shine-per-class", "lrcv",
+        "lrcv-j2", "lrcv-j2-1blas", "lr-at-C")
 
 
 def _predefined(y, seed):
@@ -62,6 +72,10 @@ def _estimator(row, y_train, seed, C_split, params=None):
         return ShineLogisticRegressionCV(cv=_predefined(y_train, seed), **params)
     if row == "shine-cv5":
         return ShineLogisticRegressionCV(cv=5, **params)
+    if row == "shine-cv5-j2":
+        return ShineLogisticRegressionCV(cv=5, n_jobs=2, **params)
+    if row in ("lrcv-j2", "lrcv-j2-1blas"):
+        return LogisticRegressionCV(cv=5, scoring="neg_log_loss", n_jobs=2)
     if row == "shine-cg":
         return ShineLogisticRegressionCV(cv=5, hypergradient="cg", **params)
     if row == "shine-per-class":
@@ -75,10 +89,65 @@ def _estimator(row, y_train, seed, C_split, params=None):
     raise SystemExit(f"unknown row {row!r}; choose among {ROWS}")
 
 
-def _fit_and_score(est, data, queue, repeat=1):
+def _pss_mb(pid):
+    """Proportional set size of a process (shared pages split between the sharers)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def _tree(pid):
+    """``pid`` and its descendants (from /proc)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+class _TreeMemory:
+    """Peak of the summed PSS of this process and its descendants (worker processes),
+    sampled every 0.2 s in a thread."""
+
+    def __init__(self):
+        self.peak, self._stop = 0.0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, sum(_pss_mb(p) for p in _tree(os.getpid())))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _fit_and_score(est, data, queue, repeat=1, one_blas=False):
+    if one_blas:  # one BLAS thread here and in the workers the fit starts
+        os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        threadpool_limits(limits=1)
     X_tr, y_tr, X_te, y_te = data
     start_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # the data's, at fork
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _TreeMemory() as tree:
         warnings.simplefilter("always")
         times = []
         for _ in range(repeat + (repeat > 1)):  # with repeats, one warm-up fit first
@@ -91,6 +160,7 @@ def _fit_and_score(est, data, queue, repeat=1):
     out = dict(time=elapsed, C=C.tolist(), log_loss=float(log_loss(y_te, proba)),
                accuracy=float(accuracy_score(y_te, est.predict(X_te))),
                peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+               tree_mb=tree.peak,
                start_mb=start_mb,
                n_iter=int(np.max(getattr(est, "n_iter_", 0))),
                warnings=sorted({type(w.message).__name__ for w in caught}))
@@ -113,7 +183,8 @@ def run(dataset, seed, rows, data_home=None, test_size=0.2, repeat=1, params=Non
     for row in rows:
         est = _estimator(row, y_tr, seed, C_split, params)
         queue = ctx.Queue()
-        proc = ctx.Process(target=_fit_and_score, args=(est, data, queue, repeat))
+        proc = ctx.Process(target=_fit_and_score,
+                           args=(est, data, queue, repeat, row.endswith("1blas")))
         proc.start()
         out = queue.get()
         proc.join()
@@ -131,16 +202,18 @@ def format_table(dataset, seed, results, test_size=0.2):
     lines = [f"{dataset}, seed {seed} ({test_size:g} stratified test split; fits on the "
              "training part)",
              "", "| estimator | fit time (s) | C_ | test log-loss | test accuracy | peak memory "
-             "(MB) |", "|---|---|---|---|---|---|"]
+             "(MB) | all processes (MB, PSS) |", "|---|---|---|---|---|---|---|"]
     for row, r in results.items():
         C = r["C"]
         C = f"{C[0]:.4g}" if len(C) == 1 else f"{len(C)} values, median {np.median(C):.4g}"
         lines.append(f"| {row} | {r['time']:.2f} | {C} | {r['log_loss']:.4f} | "
-                     f"{r['accuracy']:.4f} | {r['peak_mb']:.0f} |")
-    base = results.get("lrcv")
-    for row in ("shine-cv5", "shine-cg", "shine-per-class"):
-        if base and row in results:
-            lines.append(f"\n{row} / lrcv fit time: {results[row]['time'] / base['time']:.3f}")
+                     f"{r['accuracy']:.4f} | {r['peak_mb']:.0f} | {r['tree_mb']:.0f} |")
+    lines.append("")
+    for a, b in (("shine-cv5", "lrcv"), ("shine-cg", "lrcv"), ("shine-per-class", "lrcv"),
+                 ("shine-cv5-j2", "lrcv-j2"), ("shine-cv5-j2", "lrcv-j2-1blas"),
+                 ("shine-cv5", "shine-cv5-j2")):
+        if a in results and b in results:
+            lines.append(f"{a} / {b} fit time: {results[a]['time'] / results[b]['time']:.3f}")
     if "shine-split" in results and "lr-at-C" in results:
         lines.append(f"shine-split / lr-at-C fit time: "
                      f"{results['shine-split']['time'] / results['lr-at-C']['time']:.3f}")
@@ -165,8 +238,11 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     rows = [r for r in args.rows.split(",") if r]
-    results = run(args.dataset, args.seed, rows, args.data_home, args.test_size, args.repeat,
-                  args.params)
+    try:
+        results = run(args.dataset, args.seed, rows, args.data_home, args.test_size,
+                      args.repeat, args.params)
+    except (OSError, ValueError) as exc:  # (missing data: one line, not a traceback)
+        raise SystemExit(f"estimator_speed.py: {exc}") from None
     print(format_table(args.dataset, args.seed, results, args.test_size))
     if args.json:
         with open(args.json, "w") as f:

@@ -34,11 +34,13 @@ def main(argv=None):
         idx = [final[(sch, s)] for s in seeds if (sch, s) in final]
         h = cols["heldout_loss"][idx]
         ratio = h / np.array([ref[s] for s in seeds if (sch, s) in final])
-        val = cols["validation_loss"][idx]
+        val = np.asarray(cols["validation_loss"][idx], dtype=float)
         label = cols["label"][idx[0]]
+        # (grid, random and scikit-learn runs record no validation loss: a dash)
+        val_text = f"{np.median(val[np.isfinite(val)]):.1f}" if np.isfinite(val).any() else "-"
         print(f"| {label} | {np.median(h):.2f} | {np.median(ratio):.3f} ({ratio.min():.3f}-"
               f"{ratio.max():.3f}) | {int(np.sum(ratio < 1))}/{len(idx)} | "
-              f"{np.nanmedian(val):.1f} | {np.median(cols['time'][idx]):.1f} |")
+              f"{val_text} | {np.median(cols['time'][idx]):.1f} |")
 
 
 if __name__ == "__main__":

@@ -126,43 +126,56 @@ def format_summary(rows, *, rel_target=0.01) -> str:
 
 
 #: Scheme families (matched on the scheme's name) and the colour map each draws from.
-_FAMILIES = (
-    ("shine", "Blues"), ("jacobian", "Greens"), ("truncated", "Purples"), ("hoag", "Oranges"),
-    ("cg", "Oranges"), ("grid", "Greys"), ("random", "Greys"), ("sklearn", "Reds"),
-)
 _LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1)))
 #: Seeds needed to draw a 10-90% band (with fewer, the band is just the extremes).
 MIN_SEEDS_FOR_BAND = 5
 
 
-def scheme_styles(schemes):
-    """A distinct (colour, line style) for every scheme, for any number of them.
+#: Fixed colours of the shipped schemes: a scheme keeps its colour whatever the selection.
+SCHEME_COLORS = {
+    "shine": "tab:blue", "shine-tight": "tab:cyan", "shine-refine": "tab:purple",
+    "shine-opa": "tab:green", "shine-paper": "navy", "numpy-shine": "tab:blue",
+    "hoag-cg": "tab:orange", "cg": "tab:orange", "hoag-paper": "saddlebrown",
+    "numpy-hoag": "tab:orange", "truncated-cg": "goldenrod", "jacobian-free": "tab:red",
+    "grid": "dimgray", "random": "darkgray", "sklearn-cv": "tab:pink",
+}
 
-    Schemes of one family (SHINE variants, CG variants, searches, ...) share a
-    hue and differ in shade and line style; schemes of no known family get the
-    colours of ``tab20`` in turn.
+#: Curves at most per panel: more schemes are spread over rows of panels.
+MAX_CURVES = 6
+
+
+def scheme_styles(schemes):
+    """A (colour, line style) for every scheme that does not depend on which others
+    are drawn: the shipped schemes have fixed colours, others one of ``tab10`` chosen
+    from their name.
 
     Returns
     -------
     styles : dict
-        ``scheme -> (rgba, linestyle)``.
+        ``scheme -> (colour, linestyle)``.
     """
-    colormaps = _matplotlib().colormaps
-
-    families, other = {}, []
-    for s in schemes:
-        name = s.lower()
-        fam = next((cmap for key, cmap in _FAMILIES if key in name), None)
-        (families.setdefault(fam, []) if fam else other).append(s)
+    tab = _matplotlib().colormaps["tab10"]
     styles = {}
-    for cmap, members in families.items():
-        shades = np.linspace(0.9, 0.45, len(members)) if len(members) > 1 else [0.75]
-        for j, (s, shade) in enumerate(zip(members, shades)):
-            styles[s] = (colormaps[cmap](shade), _LINESTYLES[j % len(_LINESTYLES)])
-    tab = colormaps["tab20"]
-    for j, s in enumerate(other):
-        styles[s] = (tab(j % 20), _LINESTYLES[(j // 20) % len(_LINESTYLES)])
+    for s in schemes:
+        key = s.lower()
+        if key in SCHEME_COLORS:
+            styles[s] = (SCHEME_COLORS[key], "-" if "shine" in key else "--")
+        else:
+            code = sum(map(ord, key))
+            styles[s] = (tab(code % 10), _LINESTYLES[(code // 10) % len(_LINESTYLES)])
     return styles
+
+
+def scheme_groups(schemes):
+    """The schemes as panel rows of at most :data:`MAX_CURVES`: the SHINE family first,
+    then the others (HOAG, Jacobian-Free, searches, scikit-learn)."""
+    shine = [s for s in schemes if "shine" in s.lower()]
+    rest = [s for s in schemes if s not in shine]
+    groups = []
+    for family in (shine, rest):
+        for k in range(0, len(family), MAX_CURVES):
+            groups.append(family[k:k + MAX_CURVES])
+    return [g for g in groups if g] or [list(schemes)]
 
 
 def _excess_curves(cols, runs, keys, best, grid):
@@ -177,12 +190,17 @@ def _excess_curves(cols, runs, keys, best, grid):
     return np.array(curves)
 
 
+#: The floor of the (log) excess axis, in percent: a seed's best run is drawn there.
+FLOOR = 0.01
+
+
 def _draw_dataset(ax, cols, runs, best, d, schemes, styles, rel_target):
-    keys = [k for k in runs if k[0] == d]
+    keys = [k for k in runs if k[0] == d and k[1] in schemes]
     t_all = cols["time"][[i for k in keys for i in runs[k]]]
     t_all = t_all[t_all > 0]
     grid = np.geomspace(t_all.min(), t_all.max(), 300)
     n_seeds = len({k[2] for k in keys})
+    keys = [k for k in runs if k[0] == d]
     for s in schemes:
         curves = _excess_curves(cols, runs, [k for k in keys if k[1] == s], best, grid)
         if not len(curves):
@@ -191,8 +209,9 @@ def _draw_dataset(ax, cols, runs, best, d, schemes, styles, rel_target):
         if not enough.any():
             continue
         with np.errstate(all="ignore"):
-            med = 100 * np.nanmedian(curves[:, enough], axis=0)
-            lo, hi = 100 * np.nanpercentile(curves[:, enough], [10, 90], axis=0)
+            med = np.maximum(100 * np.nanmedian(curves[:, enough], axis=0), FLOOR)
+            lo, hi = np.maximum(100 * np.nanpercentile(curves[:, enough], [10, 90], axis=0),
+                                FLOOR)
         label = cols["label"][runs[next(k for k in keys if k[1] == s)][0]]
         color, ls = styles[s]
         ax.plot(grid[enough], med, color=color, ls=ls, label=label, lw=2,
@@ -200,16 +219,15 @@ def _draw_dataset(ax, cols, runs, best, d, schemes, styles, rel_target):
         if len(curves) >= MIN_SEEDS_FOR_BAND:
             # Fainter bands the more schemes share the panel: a few stay readable,
             # eleven would otherwise smear into one grey.
-            ax.fill_between(grid[enough], lo, hi, color=color, alpha=min(0.15, 0.5 / len(schemes)),
-                            step="post", lw=0)
+            ax.fill_between(grid[enough], lo, hi, color=color, alpha=0.12, step="post", lw=0)
     ax.axhline(100 * rel_target, color="k", lw=1, ls=":",
                label=f"target: {100 * rel_target:g}% above the best")
     ax.set_xscale("log")
-    # symlog: a seed's best run (exactly 0) is drawn at 0, with no floor to fall to.
-    ax.set_yscale("symlog", linthresh=0.1, linscale=0.5)
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel("wall time (s)")
-    ax.set_ylabel("held-out loss above the seed's best (%)")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=0.8 * FLOOR)
+    ax.set_xlabel("wall time (s, log)")
+    ax.set_ylabel(f"held-out loss above the seed's best, % (log; lower is better; the best "
+                  f"run at {FLOOR:g})", fontsize=8)
     band = (f"median, 10-90% band over {n_seeds} seeds" if n_seeds >= MIN_SEEDS_FOR_BAND
             else f"median over {n_seeds} seed{'s' * (n_seeds > 1)}")
     ax.set_title(f"{d}: {band}", fontsize=10)
@@ -220,12 +238,13 @@ def _draw_dataset(ax, cols, runs, best, d, schemes, styles, rel_target):
 def plot_convergence(results, path, *, title=None, rel_target=0.01):
     """Held-out loss above each seed's best against wall time: median and 10-90% band.
 
-    One panel per dataset (as Fig. 1 of the SHINE paper). The excess is relative
-    (``100 (h / best - 1)`` percent) on a symmetric-log axis, so that a seed's
-    best run sits at 0; the target of :func:`summarize` is drawn. The band is
+    One panel per dataset (as Fig. 1 of the SHINE paper) and per group of at most
+    :data:`MAX_CURVES` schemes (:func:`scheme_groups`). The excess is relative
+    (``100 (h / best - 1)`` percent) on a log axis whose floor, :data:`FLOOR`,
+    holds a seed's best run; the target of :func:`summarize` is drawn. The band is
     drawn with at least ``MIN_SEEDS_FOR_BAND`` seeds. Before its first record a
     run has no value; a curve is drawn where at least half of the seeds have
-    one. Schemes get distinct colours and line styles (:func:`scheme_styles`).
+    one. Each scheme keeps its colour whatever the selection (:func:`scheme_styles`).
     Matplotlib's object-oriented API is used: the caller's backend is never
     switched.
 
@@ -250,20 +269,19 @@ def plot_convergence(results, path, *, title=None, rel_target=0.01):
     datasets = list(dict.fromkeys(cols["dataset"]))
     schemes = list(dict.fromkeys(cols["scheme"]))
     styles = scheme_styles(schemes)
-    ncol = min(len(schemes) + 1, 4)
-    n_rows = -(-(len(schemes) + 1) // ncol)  # legend rows below the panels
-    fig = Figure(figsize=(max(8.5, 7.0 * len(datasets)), 5.2 + 0.25 * n_rows))
-    axes = fig.subplots(1, len(datasets), squeeze=False)[0]
-    for ax, d in zip(axes, datasets):
-        _draw_dataset(ax, cols, runs, best, d, schemes, styles, rel_target)
-    n_seeds = len(set(cols["seed"]))
+    groups = scheme_groups(schemes)
+    fig = Figure(figsize=(max(8.5, 7.0 * len(datasets)), 5.0 * len(groups)))
+    axes = fig.subplots(len(groups), len(datasets), squeeze=False)
+    for row, group in zip(axes, groups):
+        for ax, d in zip(row, datasets):
+            _draw_dataset(ax, cols, runs, best, d, group, styles, rel_target)
+        row[-1].legend(fontsize=8, loc="upper right", framealpha=0.8)
+    seeds = sorted(set(int(v) for v in cols["seed"]))
     fig.suptitle(title or f"{', '.join(datasets)}: held-out loss against time, "
-                 f"{len(schemes)} schemes, {n_seeds} seeds")
-    # One legend for all panels, below them: it hides no curve.
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
-    fig.tight_layout(rect=(0, 0.055 * n_rows, 1, 1))
-    fig.savefig(path, dpi=120)
+                 f"{len(schemes)} scheme{'s' * (len(schemes) > 1)}, "
+                 f"{len(seeds)} seed{'s' * (len(seeds) > 1)}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     return fig
 
 

@@ -51,13 +51,20 @@ class LowRankInverse:
         """Terms in use per sample."""
         return np.minimum(self.count, self.memory)
 
+    def _used(self):
+        """The slots written so far (all once the memory is full)."""
+        k = min(int(self.count.max(initial=0)), self.memory)
+        return self.U[:, :k], self.V[:, :k]
+
     def matvec(self, x):
         """``B x`` per sample: ``x`` of shape (n_samples, dim)."""
-        return x + np.einsum("nmd,nm->nd", self.U, np.einsum("nmd,nd->nm", self.V, x))
+        U, V = self._used()
+        return x + (np.matmul(V, x[:, :, None]).transpose(0, 2, 1) @ U)[:, 0]
 
     def rmatvec(self, x):
         """``B^T x`` per sample."""
-        return x + np.einsum("nmd,nm->nd", self.V, np.einsum("nmd,nd->nm", self.U, x))
+        U, V = self._used()
+        return x + (np.matmul(U, x[:, :, None]).transpose(0, 2, 1) @ V)[:, 0]
 
     def update(self, u, v, mask):
         """Add ``u v^T`` for the samples of ``mask`` (the oldest term goes when full)."""
@@ -104,6 +111,8 @@ class BroydenResult:
     ----------
     z : ndarray of shape (n_samples, dim)
         The roots (the last iterates).
+    g : ndarray of shape (n_samples, dim)
+        ``g(z)`` there (for a fixed point, ``f(z) = z - g``: no evaluation more).
     residual : ndarray of shape (n_samples,)
         ``||g(z)||`` per sample, relative to ``||g(z0)||``.
     converged : ndarray of bool of shape (n_samples,)
@@ -118,6 +127,7 @@ class BroydenResult:
     """
 
     z: np.ndarray
+    g: np.ndarray
     residual: np.ndarray
     converged: np.ndarray
     n_iter: int
@@ -186,5 +196,5 @@ def broyden(g, z0, *, tol=1e-6, max_iter=50, memory=30, opa=None, opa_freq=2):
     message = ("converged" if converged.all() else
                f"{int((~converged).sum())} of {n} samples above tol={tol} after "
                f"max_iter={max_iter} iterations")
-    return BroydenResult(z=z, residual=residual, converged=converged, n_iter=k, n_vjp=n_vjp,
+    return BroydenResult(z=z, g=gz, residual=residual, converged=converged, n_iter=k, n_vjp=n_vjp,
                          inverse=inv, message=message)

@@ -54,10 +54,11 @@ def deq_gradient(layer, params, readout, x, Y, backward, options):
     logits = z @ A + c
     R = (softmax(logits, axis=1) - Y) / len(x)  # d loss / d logits
     loss = float(-np.mean(np.sum(Y * log_softmax(logits, axis=1), axis=1)))
-    res = adjoint(backward, R @ A.T, vjp=lambda v: layer.vjp_z(z, x, params, v),
-                  inverse=fwd.inverse, tol=options["backward_tol"],
+    # (the derivative at z*, once: f(z*) = z* - g(z*), from the forward pass)
+    vjp_z, vjp_params = layer.linearize(z, x, params, fz=z - fwd.g)
+    res = adjoint(backward, R @ A.T, vjp=vjp_z, inverse=fwd.inverse, tol=options["backward_tol"],
                   refine_iter=options["refine_iter"], ratio=options["fallback_ratio"])
-    grads = layer.vjp_params(z, x, params, res.u)
+    grads = vjp_params(res.u)
     t2 = time.perf_counter()
     info = dict(loss=loss, forward_time=t1 - t0, backward_time=t2 - t1,
                 forward_iter=fwd.n_iter, forward_ok=fwd.success, n_vjp=res.n_vjp + fwd.n_vjp,

@@ -42,6 +42,13 @@ class EquilibriumLayer:
     def vjp_params(self, z, x, params, v):
         return self._vjp_params(z, x, params, v)
 
+    def linearize(self, z, x, params, fz=None):
+        """``(vjp_z, vjp_params)`` at ``z``, as functions of ``v`` alone (a layer can
+        share the work the two need: :class:`TanhLayer` computes its derivative once,
+        from ``fz = f(z, x, params)`` when the caller has it)."""
+        return (lambda v: self.vjp_z(z, x, params, v),
+                lambda v: self.vjp_params(z, x, params, v))
+
 
 class TanhLayer(EquilibriumLayer):
     """``f(z, x) = tanh(z W^T + x U^T + b)`` (rows are samples), with ``params``
@@ -80,3 +87,13 @@ class TanhLayer(EquilibriumLayer):
         fz = self.f(z, x, params)
         r = v * (1.0 - fz * fz)
         return {"W": r.T @ z, "U": r.T @ x, "b": r.sum(axis=0)}
+
+    def linearize(self, z, x, params, fz=None):
+        fz = self.f(z, x, params) if fz is None else fz
+        d, W = 1.0 - fz * fz, params["W"]
+
+        def vjp_params(v):
+            r = v * d
+            return {"W": r.T @ z, "U": r.T @ x, "b": r.sum(axis=0)}
+
+        return (lambda v: (v * d) @ W), vjp_params

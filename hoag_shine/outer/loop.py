@@ -37,9 +37,10 @@ POLISH_EPS = 1e-6
 #: Folds whose parameters times training samples, summed, are at most this are
 #: scanned before the search and polished to ``polish_tol`` at ``POLISH_EPS`` after
 #: it; larger ones start at the data-scaled start and only check the stop (on
-#: 20news, 2e9, the scan took twice and a tight polish three times the whole search:
+#: 20news, 2e9, the scan took twice and a tight polish three times the whole search; on
+#: digits, 5e6, together sixty times:
 #: ``benchmarks/raw_data.py``).
-SMALL_WORK = 10_000_000
+SMALL_WORK = 1_000_000
 
 
 def _polishes(reason, opts, work, stalled) -> bool:

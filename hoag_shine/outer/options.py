@@ -117,7 +117,7 @@ class HoagOptions:
         relative 1e-6, within ``max_iter``. The validation loss is flat near its
         minimum: without it, where the search stops in the valley depends on its
         path (and so on details such as an offset on the features). On large
-        problems (folds' parameters times samples over 1e7) only a stop on
+        problems (folds' parameters times samples over 1e6) only a stop on
         ``tol`` with SHINE is polished, to ``tol`` at the same inner tolerance:
         a check that the small step was not SHINE's own error (see
         :func:`~hoag_shine.hoag`). ``0``: no polishing.
@@ -175,7 +175,7 @@ default="exponential"
         step of at most ``scan_step / 2``. Without it, a search started where
         the validation loss is flat or bumpy (raw data: one large column,
         offsets) can stop there. Not done from a given ``alpha0``, nor on large
-        problems (folds' parameters times samples over 1e7, where it would cost
+        problems (folds' parameters times samples over 1e6, where it would cost
         more than the search).
     scan_step : float, default=2.0
         Distance, in log-penalty, between two points of the scan.
