@@ -80,26 +80,23 @@ class LowRankInverse:
         """Broyden's good update of the inverse: afterwards ``B y = s`` (per sample of
         ``mask`` whose denominator ``s . B y`` is not zero). Returns the updated mask."""
         By = self.matvec(y)
-        denom = np.einsum("nd,nd->n", s, By)
-        ok = np.abs(denom) > _TINY * (np.linalg.norm(s, axis=1) * np.linalg.norm(By, axis=1))
-        ok &= np.abs(denom) > 0
-        if mask is not None:
-            ok &= mask
-        safe = np.where(ok, denom, 1.0)
-        self.update((s - By) / safe[:, None], self.rmatvec(s), ok)
-        return ok
+        # B + (s - B y)(B^T s)^T / (s . B y): then B y = B y + (s - B y) = s
+        return self._add(s - By, self.rmatvec(s), s, By, mask)
 
     def adjoint_secant(self, a, q, mask=None):
         """The transposed update: afterwards ``B^T q = a`` (``q = J_g^T a``)."""
         Bq = self.rmatvec(q)
-        denom = np.einsum("nd,nd->n", q, Bq)
-        ok = np.abs(denom) > _TINY * (np.linalg.norm(q, axis=1) * np.linalg.norm(Bq, axis=1))
+        # B + (B q)(a - B^T q)^T / (q . B^T q): then B^T q = B^T q + (a - B^T q) = a
+        return self._add(self.matvec(q), a - Bq, q, Bq, mask)
+
+    def _add(self, u, v, p, Bp, mask):
+        """Add ``u v^T / (p . Bp)`` where that denominator is safely non-zero."""
+        denom = np.einsum("nd,nd->n", p, Bp)
+        ok = np.abs(denom) > _TINY * (np.linalg.norm(p, axis=1) * np.linalg.norm(Bp, axis=1))
         ok &= np.abs(denom) > 0
         if mask is not None:
             ok &= mask
-        safe = np.where(ok, denom, 1.0)
-        # B + (B q)(a - B^T q)^T / (q . B^T q): then B^T q = B^T q + (a - B^T q) = a
-        self.update(self.matvec(q) / safe[:, None], a - Bq, ok)
+        self.update(u / np.where(ok, denom, 1.0)[:, None], v, ok)
         return ok
 
 

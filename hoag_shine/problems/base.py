@@ -108,6 +108,17 @@ def check_sample_weight(w, n_samples: int, name: str = "sample_weight"):
     return w
 
 
+def check_offset(offset, n_features):
+    """A ``feature_offset``: ``None``, or ``n_features`` finite numbers (an array)."""
+    if offset is None:
+        return None
+    offset = np.asarray(offset, dtype=np.float64).ravel()
+    if offset.shape != (n_features,) or not np.all(np.isfinite(offset)):
+        raise ValueError(f"feature_offset must hold {n_features} finite numbers, one per "
+                         f"feature; got shape {offset.shape}.")
+    return offset
+
+
 def _weighted_sum(values, w) -> float:
     return float(values.sum()) if w is None else float(w @ values)
 
@@ -488,13 +499,7 @@ class LinearModelProblem(BilevelProblem):
         self.n_hyper = self.penalty.n_groups
         self._XT_train = _transpose(self.X_train)
         self._set_weights(sample_weight, sample_weight_val)
-        self.feature_offset = None
-        if feature_offset is not None:
-            offset = np.asarray(feature_offset, dtype=np.float64).ravel()
-            if offset.shape != (n_features,) or not np.all(np.isfinite(offset)):
-                raise ValueError(f"feature_offset must hold {n_features} finite numbers, one "
-                                 f"per feature; got shape {offset.shape}.")
-            self.feature_offset = offset
+        self.feature_offset = check_offset(feature_offset, n_features)
         return y_train, y_val
 
     def curvature_scale(self) -> float:

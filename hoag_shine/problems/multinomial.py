@@ -8,8 +8,8 @@ import functools
 import numpy as np
 from scipy.special import logsumexp, softmax
 
-from .base import (BilevelProblem, L2Penalty, _check_labels, _check_target, check_sample_weight,
-                   _check_X, _transpose, _weighted_sum)
+from .base import (BilevelProblem, L2Penalty, _check_labels, _check_target, _check_X,
+                   _transpose, _weighted_sum, check_offset, check_sample_weight)
 
 __all__ = ["MultinomialLogisticProblem"]
 
@@ -95,13 +95,7 @@ class MultinomialLogisticProblem(BilevelProblem):
         self.y_train = self.encode(y_train, "y_train")
         self.y_val = self.encode(y_val, "y_val")
         self._set_weights(sample_weight, sample_weight_val)
-        self.feature_offset = None
-        if feature_offset is not None:
-            offset = np.asarray(feature_offset, dtype=np.float64).ravel()
-            if offset.shape != (p,) or not np.all(np.isfinite(offset)):
-                raise ValueError(f"feature_offset must hold {p} finite numbers, one per "
-                                 f"feature; got shape {offset.shape}.")
-            self.feature_offset = offset
+        self.feature_offset = check_offset(feature_offset, p)
 
     def _set_penalty(self, penalty):
         if penalty not in ("per-class", "shared"):
