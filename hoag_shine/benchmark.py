@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -153,8 +154,10 @@ def _run_group(config, out, dataset, seed, schemes, data_home, download, report=
         settings = run_settings(config, dataset, name, seed)
         scheme = config["schemes"][name]
         t0 = time.perf_counter()
-        rows = run_scheme(split, scheme, fit_intercept=settings["fit_intercept"],
-                          max_time=settings["max_time"])
+        with warnings.catch_warnings(record=True) as caught:  # (summarised once per run)
+            warnings.simplefilter("always")
+            rows = run_scheme(split, scheme, fit_intercept=settings["fit_intercept"],
+                              max_time=settings["max_time"])
         alpha_rows = []
         for r in rows:
             alphas = r.pop("alphas")
@@ -165,7 +168,9 @@ def _run_group(config, out, dataset, seed, schemes, data_home, download, report=
                               for i, a in enumerate(alphas))
         write_run(_run_file(out, dataset, name, seed), rows, alpha_rows, settings,
                   settings_hash(settings))
-        done.append((dataset, name, seed, time.perf_counter() - t0, rows[-1]["heldout_loss"]))
+        said = [(w.category.__name__, str(w.message)) for w in caught]
+        done.append((dataset, name, seed, time.perf_counter() - t0, rows[-1]["heldout_loss"],
+                     said))
         if report is not None:
             report(*done[-1])
     return done
@@ -288,7 +293,10 @@ def run_benchmark(config, out, *, datasets=None, schemes=None, seeds=None, n_job
     for d, s, seed in todo:
         groups.setdefault((d, seed), []).append(s)
 
-    def report(d, s, seed, elapsed, heldout):
+    said = []
+
+    def report(d, s, seed, elapsed, heldout, caught=()):
+        said.extend((d, s, seed, kind, text) for kind, text in caught)
         emit("run", dataset=d, scheme=s, seed=seed, elapsed=elapsed, heldout=heldout)
 
     if backend == "sequential":  # in-process: an event as each run finishes
@@ -301,7 +309,22 @@ def run_benchmark(config, out, *, datasets=None, schemes=None, seeds=None, n_job
             for done in Parallel(return_as="generator_unordered")(jobs):
                 for item in done:
                     report(*item)
+    _summarise_warnings(out, said, emit)
     return _gather(config, out, runs)
+
+
+def _summarise_warnings(out, said, emit):
+    """The runs' warnings, once: counts by kind in a note, every one in
+    ``OUT/warnings.log``."""
+    if not said:
+        return
+    counts = {}
+    for *_, kind, _ in said:
+        counts[kind] = counts.get(kind, 0) + 1
+    lines = [f"{d} {s} seed {seed}: {kind}: {text}" for d, s, seed, kind, text in said]
+    atomic_write_text(out / "warnings.log", "\n".join(lines) + "\n")
+    kinds = ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    emit("note", message=f"warnings: {kinds} (every one in {out / 'warnings.log'})")
 
 
 def _gather(config, out, runs):

@@ -157,6 +157,9 @@ def _bench(args):
     atomic_write_text(out / "summary.md", table + "\n")
     atomic_write_csv(out / "summary.csv", summary_rows(rows), SUMMARY_COLUMNS)
     print(table)
+    if args.schemes:
+        print("\nnote: the target is relative to each seed's best held-out loss among the "
+              "schemes run here (--schemes), not among all of the configuration's.")
     print(f"\nresults: {results} (hyperparameters: {out / 'alphas.csv'})\nfigure:  {figure}\n"
           f"summary: {out / 'summary.md'}, {out / 'summary.csv'}")
 

@@ -66,6 +66,7 @@ def test_bench_end_to_end_and_resume(tiny_config, tmp_path, capsys):
     main(["bench", "--config", str(tiny_config), "--out", str(out)])
     printed = capsys.readouterr()
     assert "10 runs planned, 0 already done" in printed.err
+
     assert "| tiny | HOAG (CG) |" in printed.out
     assert (out / "convergence.png").stat().st_size > 10_000
     assert (out / "benchmark.json").exists() and (out / "summary.md").exists()
@@ -296,3 +297,15 @@ def test_offline_download_is_one_line(tmp_path, capsys, monkeypatch):
 
     with pytest.raises(OSError, match="no network"):
         load_dataset("20news", data_home=tmp_path, download=True)
+
+
+def test_the_runs_warnings_are_summarised_once(tmp_path, capsys):
+    cfg = tmp_path / "capped.toml"
+    cfg.write_text(TINY.replace("max_iter = 6", "max_iter = 6\nmax_inner_iter = 2"))
+    out = tmp_path / "out"
+    main(["bench", "--config", str(cfg), "--out", str(out), "--schemes", "shine", "--seeds",
+          "0"])
+    err = capsys.readouterr().err
+    # counted once, by kind, every one in a log: not interleaved with the progress
+    assert "warnings: " in err and "ConvergenceWarning" in err
+    assert "max_inner_iter" not in err and "max_inner_iter" in (out / "warnings.log").read_text()
