@@ -68,8 +68,8 @@ def test_every_figure_and_link_exists():
 
 
 def test_it_speaks_of_the_software_only():
-    words = re.findall(r"(?i)\b(this round|last round|session|issue \d+|DESIGN\.md|\.\./shared)\b",
-                       README)
+    words = re.findall(r"(?i)\b(this round|last round|session|issue \d+)\b", README)
+    words += re.findall(r"\bDESIGN\.md\b|\.\./shared", README)  # the docs/design.md page is fine
     assert not words, words
 
 

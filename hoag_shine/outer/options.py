@@ -105,10 +105,9 @@ class HoagOptions:
         lower than the one ``patience`` iterations earlier by at most
         ``value_tol`` times its magnitude, or the next step promises a
         decrease of at most that much (on the secant model of the step rule).
-        Near the optimum the validation loss is flat: on 20news (binary,
-        5 folds) the test log-loss at the point this stops is within 0.02% of
-        the one at the optimum. ``0`` disables these tests; ``tol=0`` and
-        ``value_tol=0`` run all ``max_iter`` iterations.
+        ``0`` disables these tests; ``tol=0`` and ``value_tol=0`` run all
+        ``max_iter`` iterations (what it costs in test loss:
+        ``docs/benchmarks.md``).
     polish_tol : float, default=1e-4
         When a stopping test first holds, polish the answer: the backward
         vectors refined by conjugate gradient from then on, and the steps go on
@@ -128,10 +127,8 @@ class HoagOptions:
         ``eps_k`` is at most ``stop_eps``: when one would fire earlier, the
         schedule jumps to its first tolerance ``<= stop_eps``, the accepted
         point is solved again there, and the search goes on. ``None``: they
-        count at any tolerance. Proving flatness with tight solves changes no
-        model a user would notice (and took two thirds of a 20news fit); a stop
-        on ``tol`` with SHINE is checked by conjugate gradient instead (see
-        :func:`~hoag_shine.hoag`).
+        count at any tolerance (a stop is polished or checked instead, see
+        ``polish_tol``).
     tol_schedule : {"exponential", "quadratic", "cubic", "exact"} or callable, \
 default="exponential"
         Schedule of the relative tolerance ``eps_k``; the k-th inner solve
@@ -197,13 +194,15 @@ default="exponential"
         Wall-clock budget in seconds (held-out evaluations not counted); the
         loop stops after the iteration that exceeds it.
     n_jobs : int or None, default=None
-        Folds solved in parallel when there are several and a joblib backend
-        is chosen with ``joblib.parallel_config`` (e.g. ``"threading"``);
-        ``None`` follows the configuration's ``n_jobs``. With joblib's default
-        backend the folds run in this thread: threads measured slower than
-        serial on every problem tried on 2 cores (``benchmarks/n_jobs.py``:
-        0.15 s against 0.07 s on 2,000 x 5,000 with 3 folds), and processes
-        would ship each fold's L-BFGS memory at every outer step.
+        Worker processes for the folds (``-1``: every core; ``None`` follows
+        ``joblib.parallel_config``). Each fold lives on one worker: its data go
+        there once, its warm start and curvature pairs stay there, and per
+        outer step only log-penalties, tolerances, scalars and hypergradients
+        cross; the answer is the serial one. Processes start only when the
+        folds' work pays for them (stored training entries times classes,
+        summed, at least 2e6: ``benchmarks/n_jobs.py``). With
+        ``joblib.parallel_config(backend="dask")`` the folds go to the dask
+        cluster's workers; with ``backend="threading"`` to threads.
     """
 
     hypergradient: Any = "shine"
