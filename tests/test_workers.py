@@ -94,6 +94,47 @@ def test_a_killed_worker_process_loses_its_folds_warm_state_not_the_fit(always_p
     np.testing.assert_allclose(res.alpha, reference.alpha, rtol=0, atol=1e-6)
 
 
+@pytest.fixture
+def loky_workers(monkeypatch, always_processes):
+    """The folds on loky's executors (as when threads run in this process), and
+    the runners of the fits kept to look at."""
+    import threading
+
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    runners = []
+    init = workers.ProcessRunner.__init__
+
+    def keep(self, *args):
+        runners.append(self)
+        init(self, *args)
+
+    monkeypatch.setattr(workers.ProcessRunner, "__init__", keep)
+    return runners
+
+
+def test_a_replaced_worker_process_has_its_folds_rebuilt_there(loky_workers):
+    problems = _folds()
+    tight = dict(hypergradient="cg", max_iter=60, tol=1e-7, value_tol=0, tol_schedule="exact")
+    reference = hoag(problems, **tight)
+    seen = {}
+
+    def replace_one(record):
+        runner = loky_workers[-1]
+        if record["iteration"] == 1:
+            flag = "__import__('joblib.externals.loky.process_executor', fromlist=['_'])._USE_PSUTIL"
+            seen["leak check"] = runner.hosts[0].submit(eval, flag).result()
+            seen["loky"] = "loky" in type(runner.hosts[0]).__module__
+        if record["iteration"] == 3 and "stopped" not in seen:
+            # (what loky does to a worker whose memory grew: a fresh process in its place)
+            seen["stopped"] = runner.hosts[0].submit(workers._host_call, "stop").result()
+
+    with pytest.warns(WorkerLostWarning, match="replaced by a fresh process"):
+        res = hoag(problems, n_jobs=2, callback=replace_one, **tight)
+    assert seen == {"leak check": False, "loky": True, "stopped": True}
+    assert res.success and reference.success
+    np.testing.assert_allclose(res.alpha, reference.alpha, rtol=0, atol=1e-6)
+
+
 def _children():
     import multiprocessing
 

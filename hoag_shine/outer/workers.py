@@ -24,6 +24,7 @@ again, and a :class:`WorkerLostWarning` says so.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import warnings
 from concurrent.futures import BrokenExecutor
@@ -34,7 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from .fold import Fold
 
-__all__ = ["DaskRunner", "FoldHost", "LocalRunner", "ProcessRunner", "WorkerLostWarning",
+__all__ = ["DaskRunner", "FoldHost", "HostLost", "LocalRunner", "ProcessRunner", "WorkerLostWarning",
            "make_runner", "processes_pay"]
 
 #: Work per outer step (stored entries of the training data times the
@@ -196,20 +197,28 @@ class _RemoteRunner:
         ks = self._folds_of(w) if ks is None else ks
         try:
             return future.result()
+        except HostLost:  # the worker's process was replaced by a fresh one
+            return self._recover(w, ks, method, args, replaced=True)
         except Exception:
             if self._alive(w):
                 raise
         return self._recover(w, ks, method, args)
 
-    def _recover(self, w, ks, method, args):
-        self.dead.add(w)
-        live = [v for v in range(len(self.hosts)) if v not in self.dead]
-        if not live:
-            raise RuntimeError("every worker of the fit died; its folds cannot be rebuilt")
+    def _recover(self, w, ks, method, args, replaced=False):
         lost = self._folds_of(w)
+        if replaced:  # the worker lives on, empty: its folds are rebuilt there
+            live = [w]
+            self._submit(w, "start", {}).result()
+            what = "was replaced by a fresh process"
+        else:
+            self.dead.add(w)
+            live = [v for v in range(len(self.hosts)) if v not in self.dead]
+            if not live:
+                raise RuntimeError("every worker of the fit died; its folds cannot be rebuilt")
+            what = "died"
         warnings.warn(
-            f"A worker holding folds {lost} died during the fit; they were rebuilt cold on "
-            "a live worker (their warm start and L-BFGS pairs were lost, not the fit).",
+            f"A worker holding folds {lost} {what} during the fit; they were rebuilt cold "
+            "(their warm start and L-BFGS pairs were lost, not the fit).",
             WorkerLostWarning, stacklevel=2)
         for i, k in enumerate(lost):
             v = live[i % len(live)]
@@ -233,12 +242,34 @@ class _RemoteRunner:
         self.journal = _Journal(len(self.specs))
 
 
+class HostLost(RuntimeError):
+    """A worker process asked for its folds holds none: it is not the process they
+    were built in (its executor replaced it)."""
+
+
 def _host_call(name, *args):
-    """Run in a worker process: the method ``name`` of its :class:`FoldHost`."""
+    """Run in a worker process: the method ``name`` of its :class:`FoldHost`
+    (``"start"`` builds it, ``"stop"`` lets it go)."""
     if name == "start":
+        _keep_this_process()
         globals()["_HOST"] = FoldHost(args[0])
         return os.getpid()
+    if name == "stop":
+        return globals().pop("_HOST", None) is not None
+    if "_HOST" not in globals():
+        raise HostLost(f"worker process {os.getpid()} holds no folds")
     return getattr(globals()["_HOST"], name)(*args)
+
+
+def _keep_this_process():
+    """In a loky worker, turn off the restart of the worker when its memory has
+    grown by 300 MB since its first task: the folds' warm state lives in this
+    process and grows by design (solutions, L-BFGS pairs; and the allocator keeps
+    what the solves freed). Without this, loky replaces the process mid-fit and
+    the folds are rebuilt cold (:class:`HostLost`), which is correct but slow."""
+    executor_module = sys.modules.get("joblib.externals.loky.process_executor")
+    if executor_module is not None and hasattr(executor_module, "_USE_PSUTIL"):
+        executor_module._USE_PSUTIL = False
 
 
 class ProcessRunner(_RemoteRunner):
