@@ -352,20 +352,24 @@ def plot_deq(rows, path, *, title=None):
             n = min(len(r["cosines"]) for r in near)
             if n:
                 med = np.median([r["cosines"][:n] for r in near], axis=0)
-                axes[1].plot(np.arange(1, n + 1), med, color=DEQ_COLORS[s], lw=2, label=s)
+                exact = s == "exact"  # (drawn dashed on top: the strategies at 1 hide it)
+                axes[1].plot(np.arange(1, n + 1), med, color=DEQ_COLORS[s], lw=2, label=s,
+                             ls="--" if exact else "-", zorder=5 if exact else 2)
     labels = [f"{d}\n{g}" for d, g in slots]
     for ax in (axes[0], axes[2]):
         ax.set_xticks(np.arange(len(slots)) + 0.4 - width / 2, labels)
     axes[0].set_yscale("log")
     axes[0].set_ylabel("backward time per batch, ms (log; lower is better)")
-    axes[1].set_xlabel(f"gradient probe along training (every few batches; {regimes[-1]})")
+    axes[1].set_xlabel("gradient probe along training (every few batches; "
+                       f"{regimes[-1]}, all data sets)")
     axes[1].set_ylabel("cosine with the exact gradient (higher is better)")
     axes[1].set_ylim(min(0.0, axes[1].get_ylim()[0]), 1.02)
     accs = [r["accuracy"] for r in rows]
     axes[2].set_ylim(max(0.0, min(accs) - 0.05), min(1.0, max(accs) + 0.02))
     axes[2].set_ylabel("test accuracy (higher is better)")
-    axes[0].legend(fontsize=8, loc="upper right")
-    axes[1].legend(fontsize=8, loc="lower left")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=max(len(names), 1), fontsize=9,
+               frameon=False)
     fig.suptitle(title or "Equilibrium classifier: backward strategies (medians over seeds)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
