@@ -21,6 +21,9 @@ Rows (``--rows``, comma-separated):
 ``lrcv``         ``LogisticRegressionCV(cv=5, scoring="neg_log_loss")``, defaults otherwise;
 ``shine-cv5-j2``  ``ShineLogisticRegressionCV(cv=5, n_jobs=2)``: the folds on two worker
                  processes;
+``shine-cv5-j2-threads``  the same with a second thread running in the fitting process
+                 (as in a notebook's kernel): the workers cannot be forked safely, they are
+                 started fresh (loky) and the data pickled to them;
 ``lrcv-j2``      ``LogisticRegressionCV(cv=5, n_jobs=2, scoring="neg_log_loss")``, its
                  default BLAS threads;
 ``lrcv-j2-1blas``  the same with one BLAS thread per process (scikit-learn's best
@@ -53,7 +56,7 @@ from threadpoolctl import threadpool_limits
 from hoag_shine import ShineLogisticRegressionCV
 from hoag_shine.datasets import load_dataset
 
-ROWS = ("shine-split", "shine-cv5", "shine-cv5-j2", "shine-cg", "shine-per-class", "lrcv",
+ROWS = ("shine-split", "shine-cv5", "shine-cv5-j2", "shine-cv5-j2-threads", "shine-cg", "shine-per-class", "lrcv",
         "lrcv-j2", "lrcv-j2-1blas", "lr-at-C")
 
 
@@ -72,7 +75,7 @@ def _estimator(row, y_train, seed, C_split, params=None):
         return ShineLogisticRegressionCV(cv=_predefined(y_train, seed), **params)
     if row == "shine-cv5":
         return ShineLogisticRegressionCV(cv=5, **params)
-    if row == "shine-cv5-j2":
+    if row in ("shine-cv5-j2", "shine-cv5-j2-threads"):
         return ShineLogisticRegressionCV(cv=5, n_jobs=2, **params)
     if row in ("lrcv-j2", "lrcv-j2-1blas"):
         return LogisticRegressionCV(cv=5, scoring="neg_log_loss", n_jobs=2)
@@ -121,33 +124,33 @@ def _tree(pid):
 
 
 class _TreeMemory:
-    """Peak of the summed PSS of this process and its descendants (worker processes),
-    sampled every 0.2 s in a thread."""
+    """Peak of the summed PSS of a process and its descendants (worker processes),
+    sampled from outside (this process) every 0.2 s while waiting for its answer:
+    the fitting process keeps a single thread."""
 
-    def __init__(self):
-        self.peak, self._stop = 0.0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    def __init__(self, pid):
+        self.pid, self.peak = pid, 0.0
 
-    def _run(self):
-        while not self._stop.wait(0.2):
-            self.peak = max(self.peak, sum(_pss_mb(p) for p in _tree(os.getpid())))
+    def wait(self, queue):
+        import queue as queues
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+        while True:
+            self.peak = max(self.peak, sum(_pss_mb(p) for p in _tree(self.pid)))
+            try:
+                return queue.get(timeout=0.2)
+            except queues.Empty:
+                continue
 
 
-def _fit_and_score(est, data, queue, repeat=1, one_blas=False):
+def _fit_and_score(est, data, queue, repeat=1, one_blas=False, thread=False):
+    if thread:  # a thread that runs along the fit (as a notebook kernel's do)
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
     if one_blas:  # one BLAS thread here and in the workers the fit starts
         os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
         threadpool_limits(limits=1)
     X_tr, y_tr, X_te, y_te = data
     start_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # the data's, at fork
-    with warnings.catch_warnings(record=True) as caught, _TreeMemory() as tree:
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         times = []
         for _ in range(repeat + (repeat > 1)):  # with repeats, one warm-up fit first
@@ -160,7 +163,6 @@ def _fit_and_score(est, data, queue, repeat=1, one_blas=False):
     out = dict(time=elapsed, C=C.tolist(), log_loss=float(log_loss(y_te, proba)),
                accuracy=float(accuracy_score(y_te, est.predict(X_te))),
                peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-               tree_mb=tree.peak,
                start_mb=start_mb,
                n_iter=int(np.max(getattr(est, "n_iter_", 0))),
                warnings=sorted({type(w.message).__name__ for w in caught}))
@@ -184,9 +186,11 @@ def run(dataset, seed, rows, data_home=None, test_size=0.2, repeat=1, params=Non
         est = _estimator(row, y_tr, seed, C_split, params)
         queue = ctx.Queue()
         proc = ctx.Process(target=_fit_and_score,
-                           args=(est, data, queue, repeat, row.endswith("1blas")))
+                           args=(est, data, queue, repeat, row.endswith("1blas"),
+                                 row.endswith("threads")))
         proc.start()
-        out = queue.get()
+        tree = _TreeMemory(proc.pid)
+        out = dict(tree.wait(queue), tree_mb=tree.peak)
         proc.join()
         results[row] = out
         if row == "shine-split":

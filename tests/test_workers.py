@@ -112,6 +112,21 @@ def loky_workers(monkeypatch, always_processes):
     return runners
 
 
+def test_every_worker_is_forked_from_a_single_threaded_process(always_processes, monkeypatch):
+    runners = []
+    init = workers.ProcessRunner.__init__
+    monkeypatch.setattr(workers.ProcessRunner, "__init__",
+                        lambda self, *a: (runners.append(self), init(self, *a))[1])
+    seen = []
+    hoag(_folds(), n_jobs=3, max_iter=2,
+         callback=lambda r: seen.append(([type(h).__name__ for h in runners[-1].hosts],
+                                         runners[-1].pids(), os.getpid())))
+    hosts, pids, me = seen[0]
+    # (a worker's helper thread in this process would make the next one unforkable)
+    assert hosts == ["ForkedWorker"] * 3
+    assert len(set(pids)) == 3 and me not in pids
+
+
 def test_a_replaced_worker_process_has_its_folds_rebuilt_there(loky_workers):
     problems = _folds()
     tight = dict(hypergradient="cg", max_iter=60, tol=1e-7, value_tol=0, tol_schedule="exact")

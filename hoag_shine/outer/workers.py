@@ -34,6 +34,7 @@ from joblib.parallel import LokyBackend, get_active_backend
 from threadpoolctl import threadpool_limits
 
 from .fold import Fold
+from .forked import ForkedWorker
 
 __all__ = ["DaskRunner", "FoldHost", "HostLost", "LocalRunner", "ProcessRunner", "WorkerLostWarning",
            "make_runner", "processes_pay"]
@@ -154,8 +155,9 @@ class _Journal:
 
 class _RemoteRunner:
     """The folds spread over workers (``hosts``); the base of the process and dask
-    runners. Subclasses give ``_start(w, specs)``, ``_submit(w, name, *args)`` (a
-    future) and ``_alive(w)``."""
+    runners. Subclasses give ``_start(w, specs)`` (what ``_started`` turns into
+    the host once it is up), ``_submit(w, name, *args)`` (a future) and
+    ``_alive(w)``."""
 
     remote = True
 
@@ -167,8 +169,10 @@ class _RemoteRunner:
         self.owner = [k % n_workers for k in range(len(self.specs))]
         self.journal = _Journal(len(self.specs))
         self.dead = set()
-        self.hosts = [self._start(w, {k: self.specs[k] for k in self._folds_of(w)})
-                      for w in range(n_workers)]
+        # (every worker starts at once: processes import and unpickle side by side)
+        starting = [self._start(w, {k: self.specs[k] for k in self._folds_of(w)})
+                    for w in range(n_workers)]
+        self.hosts = [self._started(s) for s in starting]
 
     def _folds_of(self, w):
         return [k for k, o in enumerate(self.owner) if o == w]
@@ -275,28 +279,44 @@ def _keep_this_process():
 class ProcessRunner(_RemoteRunner):
     """The folds on worker processes of this machine, started once per fit.
 
-    Each worker is a single-process executor, so that a fold's calls always reach
-    the process that holds it: forked from this process where that is safe (one
-    thread running, a POSIX system: the data are shared, not copied), else one of
-    joblib's loky executors (the data are pickled to it once).
+    Each worker is one process that holds its folds, so that a fold's calls
+    always reach it: forked from this process where that is safe (a POSIX system,
+    one thread running: the data are inherited, not copied or pickled; every
+    worker is forked before any thread starts), else one of joblib's loky
+    executors of one process each (the data are pickled to it once).
     """
 
     def __init__(self, specs, n_workers):
         self._executors = []
+        self.forked = os.name == "posix" and threading.active_count() == 1
         super().__init__(specs, n_workers)
 
     def _start(self, w, specs):
-        executor = _single_process_executor()
+        if self.forked:
+            worker = ForkedWorker(_host_call, ("start", specs))
+            self._executors.append(worker)
+            return worker, worker.started
+        from joblib.externals.loky import ProcessPoolExecutor as LokyExecutor
+
+        executor = LokyExecutor(max_workers=1)
         self._executors.append(executor)
-        executor.submit(_host_call, "start", specs).result()
+        return executor, executor.submit(_host_call, "start", specs)
+
+    @staticmethod
+    def _started(starting):
+        executor, future = starting
+        future.result()
         return executor
 
     def _submit(self, w, name, *args):
         return self.hosts[w].submit(_host_call, name, *args)
 
     def _alive(self, w):
+        host = self.hosts[w]
+        if isinstance(host, ForkedWorker):
+            return host.alive()
         try:
-            self.hosts[w].submit(os.getpid).result(timeout=60)
+            host.submit(os.getpid).result(timeout=60)
             return True
         except (BrokenExecutor, OSError, RuntimeError):
             return False
@@ -312,18 +332,6 @@ class ProcessRunner(_RemoteRunner):
         for ex in self._executors:
             ex.shutdown(wait=True)
         self._executors = []
-
-
-def _single_process_executor():
-    """An executor of one worker process: forked where that is safe, else loky."""
-    if os.name == "posix" and threading.active_count() == 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        return ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("fork"))
-    from joblib.externals.loky import ProcessPoolExecutor as LokyExecutor
-
-    return LokyExecutor(max_workers=1)
 
 
 class DaskRunner(_RemoteRunner):
@@ -344,8 +352,11 @@ class DaskRunner(_RemoteRunner):
         super().__init__(specs, len(self.addresses))
 
     def _start(self, w, specs):
-        future = self.client.submit(FoldHost, specs, actor=True, workers=[self.addresses[w]],
-                                    allow_other_workers=False, pure=False)
+        return self.client.submit(FoldHost, specs, actor=True, workers=[self.addresses[w]],
+                                  allow_other_workers=False, pure=False)
+
+    @staticmethod
+    def _started(future):
         return future.result()
 
     def _submit(self, w, name, *args):
