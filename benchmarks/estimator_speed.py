@@ -1,4 +1,4 @@
-"""The user's protocol (DESIGN.md): ShineLogisticRegressionCV against LogisticRegressionCV.
+"""The user's protocol: ShineLogisticRegressionCV against LogisticRegressionCV.
 
 Each estimator is fitted on the training part of an 80/20 stratified split,
 in a fresh process (forked after the data are loaded), timed in this one run,
@@ -131,15 +131,33 @@ class _TreeMemory:
     def __init__(self, pid):
         self.pid, self.peak = pid, 0.0
 
-    def wait(self, queue):
+    def wait(self, queue, proc, timeout):
+        """The process's answer; ``None`` if it ended without one or ran past
+        ``timeout`` seconds (then it is killed, with its workers)."""
         import queue as queues
 
-        while True:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < timeout:
             self.peak = max(self.peak, sum(_pss_mb(p) for p in _tree(self.pid)))
             try:
                 return queue.get(timeout=0.2)
             except queues.Empty:
-                continue
+                if proc.exitcode is not None:
+                    return None
+        return None
+
+
+def _end(proc, grace=60.0):
+    """Wait for the fitting process to exit (a pool's shutdown can hang after the
+    answer was sent): past ``grace`` seconds it is killed with its descendants."""
+    proc.join(timeout=grace)
+    if proc.exitcode is None:
+        for pid in _tree(proc.pid)[::-1]:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+        proc.join()
 
 
 def _fit_and_score(est, data, queue, repeat=1, one_blas=False, thread=False):
@@ -175,7 +193,8 @@ def _fit_and_score(est, data, queue, repeat=1, one_blas=False, thread=False):
     queue.put(out)
 
 
-def run(dataset, seed, rows, data_home=None, test_size=0.2, repeat=1, params=None):
+def run(dataset, seed, rows, data_home=None, test_size=0.2, repeat=1, params=None,
+        row_timeout=3600.0):
     X, y = load_dataset(dataset, data_home=data_home)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=test_size, random_state=seed,
                                               stratify=y)
@@ -190,8 +209,13 @@ def run(dataset, seed, rows, data_home=None, test_size=0.2, repeat=1, params=Non
                                  row.endswith("threads")))
         proc.start()
         tree = _TreeMemory(proc.pid)
-        out = dict(tree.wait(queue), tree_mb=tree.peak)
-        proc.join()
+        out = tree.wait(queue, proc, row_timeout)
+        _end(proc, grace=60.0 if out is not None else 0.0)
+        if out is None:
+            print(f"{row}: no answer (the process ended, or ran past {row_timeout:g} s); "
+                  "left out", file=sys.stderr, flush=True)
+            continue
+        out["tree_mb"] = tree.peak
         results[row] = out
         if row == "shine-split":
             C_split = out["C"][0] if len(out["C"]) == 1 else None
@@ -230,7 +254,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rows", default="shine-split,shine-cv5,lrcv,lr-at-C")
     parser.add_argument("--test-size", type=float, default=0.2,
-                        help="share of the data held out for the test (DESIGN.md: 0.2 on "
+                        help="share of the data held out for the test (the protocol: 0.2 on "
                         "20news, 0.3 on breast-cancer and digits)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="fits timed per row (median, after one warm-up fit when > 1): "
@@ -240,11 +264,13 @@ def main(argv=None):
                         "the shine rows, e.g. '{\"maxcor\": 10}'")
     parser.add_argument("--data-home")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--row-timeout", type=float, default=3600.0,
+                        help="seconds a row may run before it is killed and left out")
     args = parser.parse_args(argv)
     rows = [r for r in args.rows.split(",") if r]
     try:
         results = run(args.dataset, args.seed, rows, args.data_home, args.test_size,
-                      args.repeat, args.params)
+                      args.repeat, args.params, args.row_timeout)
     except (OSError, ValueError) as exc:  # (missing data: one line, not a traceback)
         raise SystemExit(f"estimator_speed.py: {exc}") from None
     print(format_table(args.dataset, args.seed, results, args.test_size))
