@@ -282,6 +282,12 @@ class StoppingRule:
         if step is not None and np.max(np.abs(step)) <= self.tol:
             stop = StopReason.STEP
         values = self.accepted_values
+        if values and base.value - values[-1] > self.value_tol * abs(base.value):
+            # The accepted value went up: the point was solved again, more tightly,
+            # so the values before came from looser solves (an inexact solve can
+            # flatter a weak penalty) and are not comparable: the window restarts.
+            values.clear()
+            self.n_flat = 0
         values.append(base.value)
         self.since_move = 0 if step is not None else self.since_move + 1
         if (stop is None and self.value_tol > 0 and len(values) > opts.patience

@@ -51,6 +51,20 @@ class RidgeProblem(LinearModelProblem):
         self.y_train = self._check_y(y_train, "y_train")
         self.y_val = self._check_y(y_val, "y_val")
 
+    def inverse_hessian_guess(self, alpha) -> np.ndarray:
+        """The inverse of the Hessian's diagonal (Jacobi): ``1 / (sum_i w_i x_ij^2 +
+        penalty_j)``, exact at every ``x`` for least squares (where a logistic
+        model's curvatures at ``initial_x`` are only a guess, see
+        :meth:`~hoag_shine.problems.BilevelProblem.inverse_hessian_guess`): a
+        feature much larger than the others (raw data) does not decide alone when
+        an inner solve is accurate enough. Coordinates without curvature or penalty
+        get 1."""
+        diag = self.curvature_diagonal()
+        diag += self.penalty_weights(alpha)
+        with np.errstate(divide="ignore"):
+            h0 = 1.0 / diag
+        return np.where(np.isfinite(h0) & (diag > 0), h0, 1.0)
+
     def initial_x(self) -> np.ndarray:
         """Zero weights, and the intercept (if any) at the training targets' mean.
 
