@@ -59,9 +59,10 @@ def test_rescaled_features_rescale_the_penalty(reference, s):
     # (the answer is polished to polish_tol=1e-4 on alpha: C to about 0.01%)
     assert _normalised(clf, s) == pytest.approx(reference[0], abs=1e-4)
     assert _normalised(reg, s) == pytest.approx(reference[1], abs=1e-4)
-    # The models are the same up to the scale: the same predictions.
+    # The models are the same up to the scale: the same predictions (to what C's
+    # 1e-4 relative precision moves a probability).
     ref = ShineLogisticRegressionCV(cv=3, C_bounds=WIDE).fit(X, y)
-    np.testing.assert_allclose(clf.predict_proba(X * s), ref.predict_proba(X), atol=1e-5)
+    np.testing.assert_allclose(clf.predict_proba(X * s), ref.predict_proba(X), atol=3e-5)
 
 
 @pytest.mark.parametrize("s,side", [(1e8, "lower"), (1e-8, "upper")])

@@ -41,7 +41,8 @@ class StepRule:
     not increase: ``G(alpha_t) <= G(alpha_k) + m``, with ``G = g(x) - z .
     grad_x h(x)`` (``z`` the backward vector of the last accepted point) and
     ``m = (eps_k + eps_t) |g(alpha_k)|``. A rejected step is undone: ``L``
-    doubles and the accepted point is solved again at the next tolerance.
+    doubles, the accepted point is solved again at the next tolerance, and the
+    next moves stay within half the rejected one until one is accepted.
 
     The step is ``alpha_k - grad_k / L`` projected onto the bounds. The first
     ``L`` is ``||grad_0|| / (sqrt(n_hyper) first_step)``; then ``"secant"``
@@ -69,6 +70,8 @@ class StepRule:
         self.last_move = None  # max-norm of the last accepted move of alpha
         self.step = None  # the accepted move of the last iteration (None: not a move)
         self.refresh = False  # re-solve the last accepted point at a tighter tolerance
+        self.trust = None  # half the last rejected move: the next moves stay within it
+        self._trial = None
 
     @property
     def step_size(self) -> float:
@@ -106,11 +109,19 @@ class StepRule:
             self.last_move = float(np.max(np.abs(step)))
         elif sufficient:
             self.L *= opts.step_growth
+        if step is not None:
+            self.trust = None
         self.step, self.refresh = step, False
 
     def reject(self):
-        """Undo the trial: shorter steps, and the accepted point solved again."""
+        """Undo the trial: shorter steps, and the accepted point solved again. The
+        next moves stay within half the rejected one until one is accepted (the
+        hypergradient at the point solved again can be larger, and its step with
+        it: on 20 newsgroups three trials in a row went past the optimum)."""
         self.L *= 2.0
+        if self._trial is not None and self.point is not None:
+            move = float(np.max(np.abs(self._trial - self.point.alpha)))
+            self.trust = move / 2 if self.trust is None else min(self.trust, move / 2)
         self.step, self.refresh = None, True
 
     def next_alpha(self):
@@ -129,7 +140,10 @@ class StepRule:
                 self.L = max(self.L, float(np.max(np.abs(base.grad))) / cap)
         if not self.L > 0:  # gradients that underflow: no curvature information at all
             self.L = float(np.max(np.abs(base.grad))) / self.options.max_step or 1.0
-        return np.clip(base.alpha - base.grad / self.L, self.lower, self.upper)
+        if self.trust is not None and self.trust > 0:
+            self.L = max(self.L, float(np.max(np.abs(base.grad))) / self.trust)
+        self._trial = np.clip(base.alpha - base.grad / self.L, self.lower, self.upper)
+        return self._trial
 
     def model_decrease(self, alpha):
         """Decrease of the outer value that the step to ``alpha`` promises on the
@@ -165,7 +179,7 @@ class StepRule:
         comes from the new hypergradients only (polishing: the old ones were
         noisier)."""
         self.L, self.last_move, self.first_step = None, None, first_step
-        self.step, self.refresh = None, True
+        self.step, self.refresh, self.trust = None, True, None
 
     def revise(self, grad, curvature=None):
         """Replace the accepted point's hypergradient by a better one (a refined
