@@ -40,8 +40,9 @@ def test_budgets_pick_the_plans():
 def test_spilling_changes_nothing_and_single_precision_little():
     problems = _folds()
     budgets = _budgets(problems)
-    runs = {k: hoag(problems, pairs_memory_mb=b, max_iter=12, tol=1e-3)
+    runs = {k: hoag(problems, pairs_memory_mb=b, max_iter=30, tol=1e-3)
             for k, b in budgets.items()}
+    assert all(r.success for r in runs.values())  # (answers compared where they converged)
     # Spilled pairs are read back exactly: the very same path as in memory.
     a32 = [r["alpha"] for r in runs["float32"].trace]
     a_spill = [r["alpha"] for r in runs["spill"].trace]

@@ -112,19 +112,33 @@ def loky_workers(monkeypatch, always_processes):
     return runners
 
 
-def test_every_worker_is_forked_from_a_single_threaded_process(always_processes, monkeypatch):
-    runners = []
-    init = workers.ProcessRunner.__init__
-    monkeypatch.setattr(workers.ProcessRunner, "__init__",
-                        lambda self, *a: (runners.append(self), init(self, *a))[1])
-    seen = []
-    hoag(_folds(), n_jobs=3, max_iter=2,
-         callback=lambda r: seen.append(([type(h).__name__ for h in runners[-1].hosts],
-                                         runners[-1].pids(), os.getpid())))
-    hosts, pids, me = seen[0]
-    # (a worker's helper thread in this process would make the next one unforkable)
-    assert hosts == ["ForkedWorker"] * 3
-    assert len(set(pids)) == 3 and me not in pids
+def test_every_worker_is_forked_from_a_single_threaded_process():
+    # (in a fresh interpreter: earlier tests leave threads in this one)
+    import subprocess
+    import sys
+
+    code = """
+import os, numpy as np
+import hoag_shine.outer.workers as workers
+workers.MIN_WORK_FOR_PROCESSES = 0
+from hoag_shine import LogisticProblem, hoag
+from hoag_shine.datasets import make_sparse_classification
+X, y = make_sparse_classification(300, 100, density=0.05, random_state=0)
+va = np.arange(300) % 3 == 0
+folds = [LogisticProblem(X[~va], y[~va], X[va], y[va])] * 3
+runners, seen = [], []
+init = workers.ProcessRunner.__init__
+workers.ProcessRunner.__init__ = lambda self, *a: (runners.append(self), init(self, *a))[1]
+hoag(folds, n_jobs=3, max_iter=2, callback=lambda r: seen.append(
+    ([type(h).__name__ for h in runners[-1].hosts], runners[-1].pids())))
+hosts, pids = seen[0]
+print(hosts, len(set(pids)), os.getpid() in pids)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    # (a worker's helper thread in the parent would make the next one unforkable)
+    assert out.stdout.split("\n")[-2] == "['ForkedWorker', 'ForkedWorker', 'ForkedWorker'] 3 False"
 
 
 def test_a_replaced_worker_process_has_its_folds_rebuilt_there(loky_workers):
