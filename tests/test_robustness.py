@@ -56,9 +56,10 @@ def test_rescaled_features_rescale_the_penalty(reference, s):
         warnings.simplefilter("error", ConvergenceWarning)
         clf = ShineLogisticRegressionCV(cv=3, C_bounds=WIDE).fit(X * s, y)
         reg = ShineRidgeCV(cv=3, alpha_bounds=WIDE).fit(Xd * s, yd)
-    # (the answer is polished to polish_tol=1e-4 on alpha: C to about 0.01%)
-    assert _normalised(clf, s) == pytest.approx(reference[0], abs=1e-4)
-    assert _normalised(reg, s) == pytest.approx(reference[1], abs=1e-4)
+    # (each answer is polished to polish_tol=1e-4 on alpha, C to about 0.01%: two of
+    # them within 2e-4 of each other)
+    assert _normalised(clf, s) == pytest.approx(reference[0], abs=2e-4)
+    assert _normalised(reg, s) == pytest.approx(reference[1], abs=2e-4)
     # The models are the same up to the scale: the same predictions (to what C's
     # 1e-4 relative precision moves a probability).
     ref = ShineLogisticRegressionCV(cv=3, C_bounds=WIDE).fit(X, y)

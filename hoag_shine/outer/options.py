@@ -200,7 +200,7 @@ default="exponential"
         outer step only log-penalties, tolerances, scalars and hypergradients
         cross; the answer is the serial one. Processes start only when the
         folds' work pays for them (stored training entries times classes,
-        summed, at least 2e6: ``benchmarks/n_jobs.py``). With
+        summed, at least 5e6: ``benchmarks/n_jobs.py``). With
         ``joblib.parallel_config(backend="dask")`` the folds go to the dask
         cluster's workers; with ``backend="threading"`` to threads.
     """
