@@ -35,6 +35,19 @@ def _folds(n_folds=4, seed=0):
     return out
 
 
+#: Settings of the fault tests: solved to the end, so that a fit that lost a worker
+#: can be compared with one that did not (to 1e-6 on alpha).
+TIGHT = dict(hypergradient="cg", max_iter=60, tol=1e-7, value_tol=0, tol_schedule="exact")
+
+
+@pytest.fixture(scope="module")
+def tight_reference():
+    """The fault tests' fit without a fault, in this process (computed once)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return hoag(_folds(), **TIGHT)
+
+
 def test_processes_give_the_serial_answer_to_the_last_digit(always_processes):
     problems = _folds()
     serial = hoag(problems, max_iter=15)
@@ -75,10 +88,10 @@ def test_small_problems_stay_in_this_process():
     del specs
 
 
-def test_a_killed_worker_process_loses_its_folds_warm_state_not_the_fit(always_processes):
+def test_a_killed_worker_process_loses_its_folds_warm_state_not_the_fit(always_processes,
+                                                                      tight_reference):
     problems = _folds()
-    tight = dict(hypergradient="cg", max_iter=60, tol=1e-7, value_tol=0, tol_schedule="exact")
-    reference = hoag(problems, **tight)
+    tight, reference = TIGHT, tight_reference
     killed, before = [], set(_children())
 
     def kill_one(record):
@@ -141,10 +154,9 @@ print(hosts, len(set(pids)), os.getpid() in pids)
     assert out.stdout.split("\n")[-2] == "['ForkedWorker', 'ForkedWorker', 'ForkedWorker'] 3 False"
 
 
-def test_a_replaced_worker_process_has_its_folds_rebuilt_there(loky_workers):
+def test_a_replaced_worker_process_has_its_folds_rebuilt_there(loky_workers, tight_reference):
     problems = _folds()
-    tight = dict(hypergradient="cg", max_iter=60, tol=1e-7, value_tol=0, tol_schedule="exact")
-    reference = hoag(problems, **tight)
+    tight, reference = TIGHT, tight_reference
     seen = {}
 
     def replace_one(record):
@@ -192,10 +204,9 @@ def test_dask_cluster_gives_the_serial_C(dask_client):
     np.testing.assert_array_equal(two.coef_, one.coef_)
 
 
-def test_a_killed_dask_worker_loses_warm_state_not_the_fit(dask_client):
+def test_a_killed_dask_worker_loses_warm_state_not_the_fit(dask_client, tight_reference):
     problems = _folds()
-    tight = dict(hypergradient="cg", max_iter=60, tol=1e-7, value_tol=0, tol_schedule="exact")
-    reference = hoag(problems, **tight)
+    tight, reference = TIGHT, tight_reference
     done = []
 
     def kill_one(record):
