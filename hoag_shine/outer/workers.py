@@ -42,8 +42,8 @@ __all__ = ["DaskRunner", "FoldHost", "HostLost", "LocalRunner", "ProcessRunner",
 #: Work per outer step (stored entries of the training data times the
 #: hyperparameter-independent width of the model) below which worker processes
 #: do not pay for their start (``benchmarks/n_jobs.py``).
-MIN_WORK_FOR_PROCESSES = 5_000_000  # (digits, 5 folds: 3.2e6, 0.27 s on two workers
-#  against 0.16 s in this process; 20news binary: 9.2e6, 5.6 s against 7.1 s)
+MIN_WORK_FOR_PROCESSES = 5_000_000  # (digits, 5 folds: 3.2e6, slower on two workers
+#  than in this process; 20news binary: 9.2e6, 5.6 s against 7.1 s)
 
 
 class WorkerLostWarning(UserWarning):
