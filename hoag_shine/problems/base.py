@@ -133,6 +133,13 @@ def _check_labels(y, classes, name: str) -> np.ndarray:
     return y
 
 
+def _inverse_diagonal(diag) -> np.ndarray:
+    """``1 / diag``, with 1 where ``diag`` is not positive or the inverse not finite."""
+    with np.errstate(divide="ignore"):
+        inv = 1.0 / diag
+    return np.where(np.isfinite(inv) & (diag > 0), inv, 1.0)
+
+
 @functools.lru_cache(maxsize=4)
 def _shared_weights(n_penalised, n_params, alpha_key):
     """Penalty weights of one shared penalty, read-only, kept for the last few alphas
@@ -365,11 +372,12 @@ class BilevelProblem:
         """
         if sp.issparse(getattr(self, "X_train", None)):
             return self.scale_guess(alpha)
-        diag = self.curvature_diagonal()
-        diag += self.penalty_weights(alpha)
-        with np.errstate(divide="ignore"):
-            h0 = 1.0 / diag
-        return np.where(np.isfinite(h0) & (diag > 0), h0, 1.0)
+        return self.jacobi_guess(alpha)
+
+    def jacobi_guess(self, alpha) -> np.ndarray:
+        """``1 / (curvature_diagonal() + penalty_weights(alpha))``, one entry per
+        coordinate (1 where there is neither curvature nor penalty)."""
+        return _inverse_diagonal(self.curvature_diagonal() + self.penalty_weights(alpha))
 
     def scale_guess(self, alpha) -> np.ndarray:
         """A coarse guess of the inner Hessian's inverse diagonal: ``1 / (mean
@@ -387,10 +395,7 @@ class BilevelProblem:
         diag = np.empty(self.n_params)
         diag[:n_pen] = self.curvature_scale()
         diag[n_pen:] = self.curvature_summary()[1]
-        diag += self.penalty_weights(alpha)
-        with np.errstate(divide="ignore"):
-            d = 1.0 / diag
-        return np.where(np.isfinite(d) & (diag > 0), d, 1.0)
+        return _inverse_diagonal(diag + self.penalty_weights(alpha))
 
     def default_alpha(self) -> np.ndarray:
         """A data-scaled starting point for the log-penalties.

@@ -59,11 +59,7 @@ class RidgeProblem(LinearModelProblem):
         feature much larger than the others (raw data) does not decide alone when
         an inner solve is accurate enough. Coordinates without curvature or penalty
         get 1."""
-        diag = self.curvature_diagonal()
-        diag += self.penalty_weights(alpha)
-        with np.errstate(divide="ignore"):
-            h0 = 1.0 / diag
-        return np.where(np.isfinite(h0) & (diag > 0), h0, 1.0)
+        return self.jacobi_guess(alpha)
 
     def initial_x(self) -> np.ndarray:
         """Zero weights, and the intercept (if any) at the training targets' mean.
