@@ -248,11 +248,14 @@ def format_table(dataset, seed, results, test_size=0.2):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def build_parser():
+    """The command line of this benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="20news")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rows", default="shine-split,shine-cv5,lrcv,lr-at-C")
+    parser.add_argument("--dataset", default="20news",
+                        help="20news, 20news-multiclass, real-sim, breast-cancer or digits")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the test split")
+    parser.add_argument("--rows", default="shine-split,shine-cv5,lrcv,lr-at-C",
+                        help=f"comma-separated rows, in order, among {', '.join(ROWS)}")
     parser.add_argument("--test-size", type=float, default=0.2,
                         help="share of the data held out for the test (the protocol: 0.2 on "
                         "20news, 0.3 on breast-cancer and digits)")
@@ -262,11 +265,16 @@ def main(argv=None):
     parser.add_argument("--params", type=json.loads, default=None,
                         help="JSON object of extra ShineLogisticRegressionCV parameters for "
                         "the shine rows, e.g. '{\"maxcor\": 10}'")
-    parser.add_argument("--data-home")
+    parser.add_argument("--data-home", help="data folder (default: HOAG_SHINE_DATA, then "
+                        "~/hoag_shine_data)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--row-timeout", type=float, default=3600.0,
                         help="seconds a row may run before it is killed and left out")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     rows = [r for r in args.rows.split(",") if r]
     try:
         results = run(args.dataset, args.seed, rows, args.data_home, args.test_size,

@@ -12,12 +12,18 @@ import numpy as np
 from hoag_shine.results import read_results
 
 
-def main(argv=None):
+def build_parser():
+    """The command line of this benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results")
-    parser.add_argument("--dataset", default="digits")
-    parser.add_argument("--reference", default="sklearn-cv")
-    args = parser.parse_args(argv)
+    parser.add_argument("results", help="folder of a `hoag-shine bench` run (its results)")
+    parser.add_argument("--dataset", default="digits", help="the dataset whose rows to tabulate")
+    parser.add_argument("--reference", default="sklearn-cv",
+                        help="the scheme every other is compared with, seed by seed")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     cols = read_results(args.results)
     keep = cols["dataset"] == args.dataset
     cols = {k: v[keep] for k, v in cols.items()}

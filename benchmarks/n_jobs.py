@@ -134,11 +134,16 @@ def small_data():
               f"{'yes' if workers.processes_pay(problems) else 'no'} |")
 
 
-def main(argv=None):
+def build_parser():
+    """The command line of this benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="dataset of the model of the time on w workers "
                         "(e.g. 20news)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     if args.model:
         model(args.model)
         return

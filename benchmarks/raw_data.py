@@ -158,10 +158,15 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def build_parser():
+    """The command line of this benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", help="comma-separated subset of the case names")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     todo = cases()
     if args.cases:
         wanted = [c.strip() for c in args.cases.split(",")]

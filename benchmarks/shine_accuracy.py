@@ -28,13 +28,19 @@ from hoag_shine.inner import minimize_lbfgs_numpy
 
 
 @single_thread_blas
-def main(argv=None):
+def build_parser():
+    """The command line of this benchmark."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the split")
     ap.add_argument("--path", default="0,-2,-4.6,-5.3,-5.7", help="log-penalties, in order")
-    ap.add_argument("--eps0", type=float, default=1e-2)
-    ap.add_argument("--decay", type=float, default=0.6)
-    args = ap.parse_args(argv)
+    ap.add_argument("--eps0", type=float, default=1e-2, help="first inner tolerance")
+    ap.add_argument("--decay", type=float, default=0.6,
+                    help="factor of the inner tolerance per step")
+    return ap
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     warnings.simplefilter("ignore")
     X, y = load_dataset("20news")
     X_tr, y_tr, X_val, y_val, _, _ = paper_split(X, y, args.seed)
