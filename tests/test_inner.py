@@ -244,7 +244,9 @@ def test_memory_with_a_diagonal_matches_dense_updates_in_both_precisions(dtype, 
     # head, a short tail, as coefficients and intercepts), a diagonal guess D: the
     # two-loop product must equal the dense BFGS matrix built from gamma * D, before
     # and after an exact shift (delta zero on the tail, as for an unpenalised
-    # intercept), in double and in single precision, at any data scale.
+    # intercept), in double and in single precision, at any data scale. A shift moves
+    # D with the penalty, D <- 1 / (1/D + delta): the shifted memory is the memory the
+    # new quadratic would have given, started with the moved guess.
     n, m = 120, 6
     S, Y, H = _random_pairs(n=n, m=m, seed=4)
     scales = np.ones(n)
@@ -260,23 +262,39 @@ def test_memory_with_a_diagonal_matches_dense_updates_in_both_precisions(dtype, 
     # s and y come back in the original coordinates.
     _close(mem.s, S, rtol)
     _close(mem.y, Y, rtol)
+
+    def moved(*deltas):
+        return 1.0 / (1.0 / D + sum(deltas))
+
     delta = np.full(n, 0.3 / scale**2)
     delta[-2:] = 0.0
     mem.shift(delta)
     Ys = Y + delta * S
     _close(mem.y, Ys, rtol)
-    _close(mem.inv_hvp(v), _dense_bfgs_inverse_metric(S, Ys, D) @ v, rtol)
+    np.testing.assert_allclose(mem.diag, moved(delta), rtol=1e-12)
+    _close(mem.inv_hvp(v), _dense_bfgs_inverse_metric(S, Ys, moved(delta)) @ v, rtol)
+    fresh = LbfgsMemory(m, n, diag=moved(delta), dtype=dtype)
+    for s, y in zip(S, Ys):
+        fresh.append(s, y)
+    _close(mem.inv_hvp(v), fresh.inv_hvp(v), rtol)
     # A per-coordinate delta (no constant head) goes through whole passes; so does a
     # periodic one (one penalty per class: coefficients interleaved by class) whose
     # last head entry equals the first.
     delta2 = np.linspace(0.1, 0.5, n) / scale**2
     mem.shift(delta2)
-    _close(mem.inv_hvp(v), _dense_bfgs_inverse_metric(S, Ys + delta2 * S, D) @ v, rtol)
+    _close(mem.inv_hvp(v),
+           _dense_bfgs_inverse_metric(S, Ys + delta2 * S, moved(delta, delta2)) @ v, rtol)
     delta3 = np.tile([0.2, 0.05, 0.3], n // 3) / scale**2
     delta3[-2:] = 0.0
+    mem.checkpoint()
     mem.shift(delta3)
+    _close(mem.inv_hvp(v), _dense_bfgs_inverse_metric(
+        S, Ys + (delta2 + delta3) * S, moved(delta, delta2, delta3)) @ v, rtol)
+    # A rolled-back trial returns the diagonal too.
+    assert mem.rollback()
+    np.testing.assert_allclose(mem.diag, moved(delta, delta2), rtol=1e-12)
     _close(mem.inv_hvp(v),
-           _dense_bfgs_inverse_metric(S, Ys + (delta2 + delta3) * S, D) @ v, rtol)
+           _dense_bfgs_inverse_metric(S, Ys + delta2 * S, moved(delta, delta2)) @ v, rtol)
 
 
 def test_truncate_keeps_the_newest_pairs_and_releases_the_rest():

@@ -75,6 +75,10 @@ class LbfgsMemory:
         # Kept as constant head and short tail when it has that shape (no full copy).
         self._d = None if diag is None else DiagonalMetric(diag)
         self._sqrt = None if diag is None else DiagonalMetric(np.sqrt(diag))
+        # D moved with the penalty by :meth:`shift`, as a ratio to the D of the
+        # coordinates (``None``: 1): the initial matrix is gamma times the moved D.
+        self._ratio = None
+        self._ratio_saved = None
         self.store = PairStore(self.maxlen, dtype)
         self.n_skipped = 0
 
@@ -83,8 +87,13 @@ class LbfgsMemory:
 
     @property
     def diag(self):
-        """The diagonal ``D`` of the initial matrix (``None``: the identity)."""
-        return None if self._d is None else self._d.array
+        """The diagonal ``D`` of the initial matrix, as moved by :meth:`shift` (``None``:
+        the identity)."""
+        if self._d is None:
+            return None
+        if self._ratio is None:
+            return self._d.array
+        return self._d.array * self._ratio.array
 
     @property
     def nbytes(self) -> int:
@@ -94,10 +103,23 @@ class LbfgsMemory:
     # -- the store's life cycle (see PairStore) --------------------------------------
     spill = _delegate("spill", "Move the pairs to a temporary file, releasing their memory "
                       "(a checkpoint is given up); any later use reads them back exactly.")
-    checkpoint = _delegate("checkpoint", "Remember the pairs in use, so that rollback() can "
-                           "return to them after a trial run (a shift, then appends).")
-    commit = _delegate("commit", "Keep the trial's pairs; release the checkpoint's.")
-    rollback = _delegate("rollback", "Return to the checkpoint exactly; whether there was one.")
+    def checkpoint(self) -> None:
+        """Remember the pairs in use (and the diagonal as moved), so that
+        :meth:`rollback` can return to them after a trial run (a shift, then appends)."""
+        self.store.checkpoint()
+        self._ratio_saved = self._ratio
+
+    def commit(self) -> None:
+        """Keep the trial's pairs; release the checkpoint's."""
+        self.store.commit()
+
+    def rollback(self) -> bool:
+        """Return to the checkpoint exactly; whether there was one."""
+        if not self.store.rollback():
+            return False
+        self._ratio = self._ratio_saved
+        return True
+
     clear = _delegate("clear", "Drop every pair (a checkpoint is kept).")
     truncate = _delegate("truncate", "Keep only the newest n_pairs pairs (a checkpoint is "
                          "given up).")
@@ -106,6 +128,7 @@ class LbfgsMemory:
         """An independent copy (its own storage; spilled pairs stay on disk)."""
         new = LbfgsMemory(self.maxlen, self.n_params, dtype=self.dtype)
         new._d, new._sqrt = self._d, self._sqrt
+        new._ratio, new._ratio_saved = self._ratio, self._ratio_saved  # (never changed in place)
         new.store = self.store.copy()
         new.n_skipped = self.n_skipped
         return new
@@ -118,22 +141,9 @@ class LbfgsMemory:
             self._sqrt.scale(y, 1.0)
         return s, y
 
-    def _rows(self, kind) -> np.ndarray:
-        """The stored ``s`` (or ``y``) vectors in the original coordinates, oldest first."""
-        st = self.store
-        st.restore()
-        rows, norms = (st.S, st.ns) if kind == "s" else (st.Y, st.ny)
-        out = []
-        for slot in st.slots:
-            v = rows[slot].astype(np.float64) * norms[slot]
-            if self._sqrt is not None:
-                self._sqrt.scale(v, 1.0, inverse=(kind == "y"))
-            out.append(v)
-        return np.array(out).reshape(len(self), -1)
-
-    s = property(lambda self: self._rows("s"),
+    s = property(lambda self: _stored_rows(self, "s"),
                  doc="Steps ``s_i``, shape (n_pairs, n_params), oldest first.")
-    y = property(lambda self: self._rows("y"),
+    y = property(lambda self: _stored_rows(self, "y"),
                  doc="Gradient differences ``y_i``, shape (n_pairs, n_params), oldest first.")
 
     # -- writing ---------------------------------------------------------------------
@@ -171,7 +181,9 @@ class LbfgsMemory:
 
         For an inner objective whose Hessian changes by ``diag(delta)`` (an L2
         penalty whose strength changed), the shifted pairs are exactly the pairs
-        the new objective would have produced along the same steps.
+        the new objective would have produced along the same steps. The diagonal
+        ``D`` of the initial matrix, a guess of the inverse Hessian's diagonal,
+        moves with them: ``D <- 1 / (1/D + delta)`` (see :func:`_moved_ratio`).
 
         Parameters
         ----------
@@ -192,36 +204,18 @@ class LbfgsMemory:
         dd = np.array(np.broadcast_to(np.asarray(delta, dtype=np.float64), (n,)))
         if self._d is not None:
             self._d.scale(dd, 1.0)  # delta in the metric's coordinates
-        k = constant_head(dd)
-        axpy = daxpy if self.dtype == np.float64 else saxpy
-        dd_stored = None if k else dd.astype(self.dtype)
-        for slot in st.slots:
-            S, Y = st.S[slot], st.writable_y(slot)
-            if not k:  # no constant head (one penalty per class, say): whole passes
-                ns, ny = st.ns[slot], st.ny[slot]
-                axpy(dd_stored * S, Y, a=ns / ny)
-                self._set_curvature(slot, ns * ny * float(S @ Y), ny * ny * float(Y @ Y))
-                continue
-            self._set_curvature(slot, *_shift_head_tail(st, slot, S, Y, k, float(dd[0]),
-                                                        dd[k:], axpy))
-
-    def _set_curvature(self, slot, sy, yy):
-        """New ``s.y`` and ``y.y`` of a shifted pair; a pair whose curvature is lost
-        is dropped."""
-        st = self.store
-        st.rho[slot], st.yy[slot] = (1.0 / sy if sy else np.inf), yy
-        if not _curvature_ok(sy, yy, st.ss[slot]):
-            st.drop(slot)
-            self.n_skipped += 1
+            self._ratio = _moved_ratio(self._ratio, dd)
+        self.n_skipped += _shift_slots(st, dd, self.dtype)
 
     # -- products --------------------------------------------------------------------
     def gamma(self) -> float:
         """Scaling ``s.y / y.D.y`` of the newest pair (1 when the memory is empty), with
         ``D`` the memory's ``diag`` (the identity by default)."""
-        slot = self.store.newest
+        st = self.store
+        slot = st.newest
         if slot is None:
             return 1.0
-        return 1.0 / (self.store.rho[slot] * self.store.yy[slot])
+        return 1.0 / (st.rho[slot] * _newest_yy(st, slot, self._ratio))
 
     def inv_hvp(self, v, h0: float | None = None) -> np.ndarray:
         """Apply the L-BFGS inverse-Hessian estimate to ``v`` (two-loop recursion).
@@ -267,11 +261,81 @@ class LbfgsMemory:
         """``q *= H0`` in the metric's coordinates."""
         if h0 is None:
             q *= self.gamma()
+            if self._ratio is not None:
+                self._ratio.scale(q, 1.0)  # gamma D = gamma r D0, and D0 is I here
             return
         q *= h0
         if self._sqrt is not None:  # h0 I in the original coordinates is h0 D^-1 here
             self._sqrt.scale(q, 1.0, inverse=True)
             self._sqrt.scale(q, 1.0, inverse=True)
+
+
+def _stored_rows(memory, kind) -> np.ndarray:
+    """The stored ``s`` (or ``y``) vectors in the original coordinates, oldest first."""
+    st = memory.store
+    st.restore()
+    rows, norms = (st.S, st.ns) if kind == "s" else (st.Y, st.ny)
+    out = []
+    for slot in st.slots:
+        v = rows[slot].astype(np.float64) * norms[slot]
+        if memory._sqrt is not None:
+            memory._sqrt.scale(v, 1.0, inverse=(kind == "y"))
+        out.append(v)
+    return np.array(out).reshape(len(memory), -1)
+
+
+def _moved_ratio(ratio, dd):
+    """The initial matrix's diagonal moved with the penalty, ``D <- 1 / (1/D + delta)``,
+    given ``dd = D0 delta`` (``D0``: the diagonal of the pairs' coordinates) and kept
+    as the ratio ``r = D / D0``: ``r <- r / (1 + r dd)``; ``None`` stands for 1.
+
+    Kept where the memory was made, ``D`` drifted over a search: a memory made at a
+    strong penalty, its ``D`` 2,000 times too small for the coefficients at the end
+    (3 classes, one penalty per class), took 150 iterations for a warm solve that a
+    fresh memory did in 25.
+    """
+    if not np.any(dd):
+        return ratio
+    r = np.ones_like(dd) if ratio is None else ratio.new_array()
+    denom = r * dd
+    denom += 1.0
+    # (1/D + delta stays positive for a guess of the form 1 / (curvature + penalty);
+    # the floor only guards rounding)
+    np.maximum(denom, 1e-12, out=denom)
+    r /= denom
+    return DiagonalMetric(r)
+
+
+def _newest_yy(st, slot, ratio) -> float:
+    """``y . r y`` of the pair in ``slot`` (in the pairs' coordinates; ``r`` = 1 for
+    ``None``: the cached ``y . y``)."""
+    if ratio is None:
+        return st.yy[slot]
+    st.restore()
+    ny = st.ny[slot]  # (the stored row is y / ny)
+    return ratio.quad(st.Y[slot], st.yy[slot] / (ny * ny)) * ny * ny
+
+
+def _shift_slots(st, dd, dtype) -> int:
+    """Every stored ``y`` moved by ``dd * s`` in place (pairs' coordinates), their
+    curvatures updated; pairs whose curvature is lost are dropped. Returns how many."""
+    k = constant_head(dd)
+    axpy = daxpy if dtype == np.float64 else saxpy
+    dd_stored = None if k else dd.astype(dtype)
+    dropped = 0
+    for slot in st.slots:
+        S, Y = st.S[slot], st.writable_y(slot)
+        if not k:  # no constant head (one penalty per class, say): whole passes
+            ns, ny = st.ns[slot], st.ny[slot]
+            axpy(dd_stored * S, Y, a=ns / ny)
+            sy, yy = ns * ny * float(S @ Y), ny * ny * float(Y @ Y)
+        else:
+            sy, yy = _shift_head_tail(st, slot, S, Y, k, float(dd[0]), dd[k:], axpy)
+        st.rho[slot], st.yy[slot] = (1.0 / sy if sy else np.inf), yy
+        if not _curvature_ok(sy, yy, st.ss[slot]):
+            st.drop(slot)
+            dropped += 1
+    return dropped
 
 
 def _shift_head_tail(st, slot, S, Y, k, head, tail, axpy):
