@@ -27,7 +27,10 @@ def _logistic_cv_loss(X, y, C, folds):
     Xc = X - X.mean(axis=0)
     classes, total = np.unique(y), 0.0
     for tr, va in folds:
-        m = LogisticRegression(C=C, tol=1e-10, max_iter=100_000).fit(Xc[tr], y[tr])
+        # (Newton-Cholesky: exact Newton steps on these few features, 2 ms a fit where
+        # lbfgs to tol=1e-10 took 0.5 s on raw breast cancer and stopped short of it)
+        m = LogisticRegression(C=C, tol=1e-10, max_iter=1000,
+                               solver="newton-cholesky").fit(Xc[tr], y[tr])
         s = m.decision_function(Xc[va])
         s = np.c_[np.zeros_like(s), s] if s.ndim == 1 else s
         idx = np.searchsorted(classes, y[va])
