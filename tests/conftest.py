@@ -92,6 +92,19 @@ def ref_ridge(X_tr, y_tr, X_val, y_val, alpha, fit_intercept):
     return 0.5 * float(r @ r), float(r @ (Av @ dw)), w
 
 
+def load_benchmark(path):
+    """A script of ``benchmarks/`` (``path`` relative to the repository) imported as a
+    module, its ``__main__`` part not run."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(Path(path).stem, root / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def central_difference(f, a, h=1e-4):
     return (f(a + h) - f(a - h)) / (2 * h)
 

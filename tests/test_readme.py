@@ -1,7 +1,6 @@
 """README.md as a newcomer meets it: every command parses, every figure exists, the
 examples run, and it speaks of the software only."""
 
-import importlib.util
 import re
 import shlex
 import warnings
@@ -9,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark
 from hoag_shine.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,25 +51,17 @@ def test_every_command_parses(command):
         if args[1] == "benchmarks/deq.py":
             build_parser().parse_args(["deq", *args[2:]])
         else:
-            _benchmark(args[1]).build_parser().parse_args(args[2:])
+            load_benchmark(args[1]).build_parser().parse_args(args[2:])
     elif args[0] == "pip":
         assert args[1] == "install"
     else:
         pytest.fail(f"README shows a command the tests do not know: {command}")
 
 
-def _benchmark(path):
-    """A script of ``benchmarks/`` imported as a module (its ``__main__`` part not run)."""
-    spec = importlib.util.spec_from_file_location(Path(path).stem, ROOT / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("path", sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")
                                         if p.name != "deq.py"))
 def test_every_benchmark_option_has_help(path):
-    parser = _benchmark(f"benchmarks/{path}").build_parser()
+    parser = load_benchmark(f"benchmarks/{path}").build_parser()
     for action in parser._actions:
         assert action.help, (path, action.dest)
 
