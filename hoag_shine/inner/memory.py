@@ -109,9 +109,7 @@ class LbfgsMemory:
         self.store.checkpoint()
         self._ratio_saved = self._ratio
 
-    def commit(self) -> None:
-        """Keep the trial's pairs; release the checkpoint's."""
-        self.store.commit()
+    commit = _delegate("commit", "Keep the trial's pairs; release the checkpoint's.")
 
     def rollback(self) -> bool:
         """Return to the checkpoint exactly; whether there was one."""
