@@ -265,8 +265,8 @@ def build_parser():
     parser.add_argument("--params", type=json.loads, default=None,
                         help="JSON object of extra ShineLogisticRegressionCV parameters for "
                         "the shine rows, e.g. '{\"maxcor\": 10}'")
-    parser.add_argument("--data-home", help="data folder (default: HOAG_SHINE_DATA, then "
-                        "~/hoag_shine_data)")
+    parser.add_argument("--data-home", help="dataset cache (default: $HOAG_SHINE_DATA, "
+                        "~/hoag_shine_data, or scikit-learn's ~/scikit_learn_data)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--row-timeout", type=float, default=3600.0,
                         help="seconds a row may run before it is killed and left out")
