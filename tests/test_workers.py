@@ -223,3 +223,111 @@ def test_a_killed_dask_worker_loses_warm_state_not_the_fit(dask_client, tight_re
             res = hoag(problems, callback=kill_one, **tight)
     assert done and res.success and reference.success
     np.testing.assert_allclose(res.alpha, reference.alpha, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_threaded_products_are_the_products_bit_for_bit(monkeypatch, n_classes):
+    """The final fit's products on threads, rows split: the same bits as one thread
+    (each output row is one block's), for one column and for one per class."""
+    import hoag_shine.problems._threads as threads
+    from hoag_shine import MultinomialLogisticProblem
+    from hoag_shine.problems._threads import RowBlocks, threaded_products
+
+    monkeypatch.setattr(threads, "MIN_THREADED_WORK", 0)
+    X, y = make_sparse_classification(900, 400, density=0.05, random_state=3)
+    rng = np.random.default_rng(0)
+    if n_classes > 2:
+        y = rng.integers(0, n_classes, size=len(y))
+        p = MultinomialLogisticProblem(X, y, X[:50], y[:50], fit_intercept=True)
+    else:
+        p = LogisticProblem(X, y, X[:50], y[:50], fit_intercept=True)
+    x, alpha = rng.standard_normal(p.n_params), np.full(p.n_hyper, -1.0)
+    f1, g1 = p.inner_value_grad(x, alpha)
+    blocks = RowBlocks(p.X_train, 3)
+    assert len(blocks.blocks) == 3 and blocks.blocks[-1][1] == X.shape[0]
+    with threaded_products(p, 2) as same:
+        assert same is p and p._threads is not None
+        f2, g2 = p.inner_value_grad(x, alpha)
+    assert p._threads is None
+    assert f1 == f2
+    np.testing.assert_array_equal(g1, g2)
+    # an independent computation of the gradient's data part (one class)
+    if n_classes == 2:
+        b = np.where(y == p.classes_[1], 1.0, -1.0)
+        m = X @ x[:-1] + x[-1]
+        r = -b / (1.0 + np.exp(b * m))
+        np.testing.assert_allclose(g2[:-1] - np.exp(alpha[0]) * x[:-1], X.T @ r,
+                                   rtol=1e-10, atol=1e-12)
+
+
+def test_threaded_products_leave_small_or_dense_data_alone():
+    from hoag_shine.problems._threads import threaded_products
+
+    X, y = make_sparse_classification(200, 50, density=0.2, random_state=0)
+    for data in (X, X.toarray()):
+        p = LogisticProblem(data, y, data[:20], y[:20])
+        with threaded_products(p, 2):
+            assert p._threads is None
+    big = LogisticProblem(X, y, X[:20], y[:20])
+    with threaded_products(big, 1):
+        assert big._threads is None
+
+
+def test_refit_on_threads_gives_the_serial_model(always_processes, monkeypatch):
+    """n_jobs=2: folds on workers and the final fit's products on two threads; the
+    model is the serial one's, bit for bit."""
+    import hoag_shine.problems._threads as threads
+
+    monkeypatch.setattr(threads, "MIN_THREADED_WORK", 0)
+    calls = []
+    product = threads.RowBlocks.matmul
+    monkeypatch.setattr(threads.RowBlocks, "matmul",
+                        lambda self, V, ex: calls.append(1) or product(self, V, ex))
+    X, y = make_sparse_classification(500, 200, density=0.05, random_state=1)
+    one = ShineLogisticRegressionCV(cv=3).fit(X, y)
+    assert not calls
+    two = ShineLogisticRegressionCV(cv=3, n_jobs=2).fit(X, y)
+    assert calls  # (the final fit's products went through the threads)
+    assert two.C_ == one.C_
+    np.testing.assert_array_equal(two.coef_, one.coef_)
+    np.testing.assert_array_equal(two.intercept_, one.intercept_)
+
+
+def test_workers_end_by_the_end_of_the_fit():
+    """The folds' workers are told to end before the final fit and waited for after
+    it: the fit returns with none of its processes left."""
+    # (in a fresh interpreter, whose workers are forked: earlier tests leave threads here)
+    import subprocess
+    import sys
+
+    code = """
+import multiprocessing
+import numpy as np
+import hoag_shine.outer.workers as workers
+from hoag_shine import LogisticProblem, ShineLogisticRegressionCV, hoag
+from hoag_shine.datasets import make_sparse_classification
+from hoag_shine.outer.forked import ForkedWorker
+workers.MIN_WORK_FOR_PROCESSES = 0
+started, joined = [], []
+start, shutdown = ForkedWorker.__init__, ForkedWorker.shutdown
+def record_start(self, *args):
+    start(self, *args)
+    started.append(self.process)
+def record_shutdown(self, wait=True):
+    joined.append(self.process.pid)
+    shutdown(self, wait)
+ForkedWorker.__init__, ForkedWorker.shutdown = record_start, record_shutdown
+X, y = make_sparse_classification(300, 100, density=0.05, random_state=0)
+va = np.arange(300) % 3 == 0
+folds = [LogisticProblem(X[~va], y[~va], X[va], y[va])] * 3
+with workers.deferred_exits():
+    hoag(folds, n_jobs=2, max_iter=2)
+    print(len(started), len(joined))  # told to end, not waited for
+print(sorted(joined) == sorted(p.pid for p in started), any(p.is_alive() for p in started))
+ShineLogisticRegressionCV(cv=3, n_jobs=2, max_iter=3).fit(X, y)
+print(len(started), any(p.is_alive() for p in started), len(multiprocessing.active_children()))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-4:-1] == ["2 0", "True False", "4 False 0"]

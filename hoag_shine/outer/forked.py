@@ -55,6 +55,7 @@ class ForkedWorker:
         context = multiprocessing.get_context("fork")
         self._conn, child = context.Pipe()
         self._pending = collections.deque()
+        self._stopped = False
         self.process = context.Process(target=_serve, args=(child, init, init_args),
                                        daemon=True)
         self.process.start()
@@ -92,12 +93,21 @@ class ForkedWorker:
         self.process.join(timeout=0.5)
         return self.process.is_alive()
 
-    def shutdown(self, wait=True) -> None:
-        """Ask the process to end, and wait for it (``wait``)."""
+    def stop(self) -> None:
+        """Ask the process to end, without waiting for it (several workers asked at
+        once end side by side: a worker's end can take a second, the kernel freeing
+        its spill files)."""
+        if self._stopped:
+            return
+        self._stopped = True
         try:
             self._conn.send(None)
         except (OSError, ValueError):
             pass
+
+    def shutdown(self, wait=True) -> None:
+        """Ask the process to end (:meth:`stop`), and wait for it (``wait``)."""
+        self.stop()
         if wait:
             self.process.join(timeout=30)
         if self.process.is_alive():

@@ -16,7 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
+from joblib import effective_n_jobs
+
+from ..problems._threads import threaded_products
 from .loop import fit_inner, run_hoag
+from .workers import deferred_exits
 from .stopping import StopReason, describe
 
 __all__ = ["Tuning", "final_fit", "search_penalty", "trace_history", "tune"]
@@ -152,9 +156,11 @@ def final_fit(problem, x0, alpha, options, final_tol) -> np.ndarray:
     problems then polished by Newton steps to machine precision, so that the model
     does not depend on the solver's path). Warns when it stopped far above the
     tolerance."""
-    res = fit_inner(problem, alpha, tol=final_tol, x0=x0, maxcor=options.maxcor,
-                    max_iter=max(10 * options.max_inner_iter, 1000), solver="numpy",
-                    pairs_memory_mb=options.pairs_memory_mb)
+    # (with n_jobs > 1, its products on that many threads: the folds' workers are done)
+    with threaded_products(problem, effective_n_jobs(options.n_jobs)):
+        res = fit_inner(problem, alpha, tol=final_tol, x0=x0, maxcor=options.maxcor,
+                        max_iter=max(10 * options.max_inner_iter, 1000), solver="numpy",
+                        pairs_memory_mb=options.pairs_memory_mb)
     if _small(problem):
         res = fit_inner(problem, alpha, tol=1e-14, x0=res.x, max_iter=0, polish=True)
     tol = final_tol * problem.gradient_scale(alpha)
@@ -203,6 +209,15 @@ def tune(make_problem, X, targets, splits, weights, options, *, alpha0=None, sta
     -------
     tuning : Tuning
     """
+    # (the folds' workers end while the final fit runs: waited for at the end)
+    with deferred_exits():
+        return _tune(make_problem, X, targets, splits, weights, options, alpha0=alpha0,
+                     staged=staged, refit=refit, final_tol=final_tol, callback=callback,
+                     log=log)
+
+
+def _tune(make_problem, X, targets, splits, weights, options, *, alpha0, staged, refit,
+          final_tol, callback, log) -> Tuning:
     w_train, w_val = weights
     built = [make_problem(X[tr], t[tr], X[va], t[va], _sub(w_train, tr), _sub(w_val, va))
              for tr, va in splits for t in targets]

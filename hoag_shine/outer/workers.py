@@ -28,6 +28,7 @@ import sys
 import threading
 import warnings
 from concurrent.futures import BrokenExecutor
+from contextlib import contextmanager
 
 from joblib import Parallel, delayed, effective_n_jobs
 from joblib.parallel import LokyBackend, get_active_backend
@@ -37,7 +38,7 @@ from .fold import Fold
 from .forked import ForkedWorker
 
 __all__ = ["DaskRunner", "FoldHost", "HostLost", "LocalRunner", "ProcessRunner", "WorkerLostWarning",
-           "make_runner", "processes_pay"]
+           "deferred_exits", "make_runner", "processes_pay"]
 
 #: Work per outer step (stored entries of the training data times the
 #: hyperparameter-independent width of the model) below which worker processes
@@ -330,9 +331,44 @@ class ProcessRunner(_RemoteRunner):
                 if w not in self.dead]
 
     def close(self) -> None:
+        # Every forked worker told first, then waited for (they end side by side), or,
+        # within deferred_exits(), at the end of its block: a worker's end takes the
+        # kernel up to a second (20 classes: its memory and spill files), which the
+        # final fit that follows need not wait for.
+        pending = getattr(_EXITS, "pending", None)
         for ex in self._executors:
-            ex.shutdown(wait=True)
+            if isinstance(ex, ForkedWorker):
+                ex.stop()
+        for ex in self._executors:
+            if pending is not None and isinstance(ex, ForkedWorker):
+                pending.append(ex)
+            else:
+                ex.shutdown(wait=True)
         self._executors = []
+
+
+_EXITS = threading.local()
+
+
+@contextmanager
+def deferred_exits():
+    """Within the block, the forked worker processes of a closed runner end while the
+    block goes on; they are waited for at its end (nested blocks: the outermost's).
+
+    A fit closes its folds' workers before its final fit on all the data: on 20news
+    with 20 classes each worker took 0.6-1.1 s to end (the kernel releasing its
+    memory and spill files), which the final fit no longer waits for.
+    """
+    if getattr(_EXITS, "pending", None) is not None:
+        yield
+        return
+    _EXITS.pending = []
+    try:
+        yield
+    finally:
+        pending, _EXITS.pending = _EXITS.pending, None
+        for worker in pending:
+            worker.shutdown(wait=True)
 
 
 class DaskRunner(_RemoteRunner):

@@ -273,6 +273,13 @@ class BilevelProblem:
     n_params: int
     n_hyper: int
     penalty: L2Penalty
+    #: threads serving the products with the training data (see
+    #: :func:`~hoag_shine.problems._threads.threaded_products`); ``None``: this one
+    _threads = None
+
+    def _matmul(self, A, V):
+        """``A @ V``, on the threads of ``threaded_products`` when they serve ``A``."""
+        return A @ V if self._threads is None else self._threads.matmul(A, V)
 
     def check_alpha(self, alpha) -> np.ndarray:
         """Validate ``alpha``: a finite 1-d array of length ``n_hyper``."""
@@ -551,7 +558,7 @@ class LinearModelProblem(BilevelProblem):
     def decision_function(self, x, X) -> np.ndarray:
         """Predictions (margins) ``(X - offset) w + c`` of the model ``x`` on the rows of ``X``."""
         w = x[: self.n_features]
-        m = np.asarray(X @ w).ravel()
+        m = np.asarray(self._matmul(X, w)).ravel()
         if self.feature_offset is not None:
             m = m - float(self.feature_offset @ w)
         return m + x[-1] if self.fit_intercept else m
@@ -559,7 +566,7 @@ class LinearModelProblem(BilevelProblem):
     def _rmatvec(self, X, r):
         """``[(X - offset)^T r, sum(r)]``: the adjoint of :meth:`decision_function`."""
         out = np.empty(self.n_params)
-        out[: self.n_features] = (self._XT_train if X is self.X_train else X.T) @ r
+        out[: self.n_features] = self._matmul(self._XT_train if X is self.X_train else X.T, r)
         if self.feature_offset is not None:
             out[: self.n_features] -= self.feature_offset * r.sum()
         if self.fit_intercept:

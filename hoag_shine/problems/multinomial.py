@@ -165,14 +165,14 @@ class MultinomialLogisticProblem(BilevelProblem):
         W, b = self._split(x)
         if self.feature_offset is not None:
             b = b - self.feature_offset @ W
-        return np.asarray(X @ W) + b
+        return np.asarray(self._matmul(X, W)) + b
 
     def _adjoint(self, XT, R):
         """Gradient in ``x`` of ``sum(R * Z)`` with ``Z = (X - offset) W + b`` (``XT`` is
         ``X.T``)."""
         out = np.empty(self.n_params)
         pk = self.n_features * self.n_classes
-        G = np.asarray(XT @ R)
+        G = np.asarray(self._matmul(XT, R))
         if self.feature_offset is not None:
             G = G - np.outer(self.feature_offset, R.sum(axis=0))
         out[:pk] = G.ravel()
