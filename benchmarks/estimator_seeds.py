@@ -111,22 +111,14 @@ def format_summary(rows, by_seed) -> str:
 def build_parser():
     """The command line of this benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="20news",
-                        help="20news, 20news-multiclass, real-sim, breast-cancer or digits")
+    estimator_speed.add_protocol_arguments(parser)
     parser.add_argument("--seeds", type=parse_seeds, default=parse_seeds("0-9"),
                         help="seeds of the test splits: '0-9', '0,3,5' (default 0-9)")
     parser.add_argument("--rows", default="shine-cv5,shine-cv5-j2,lrcv-j2",
                         help=f"comma-separated rows among {', '.join(estimator_speed.ROWS)}")
-    parser.add_argument("--test-size", type=float, default=0.2,
-                        help="share of the data held out for the test")
-    parser.add_argument("--params", type=json.loads, default=None,
-                        help="JSON object of extra ShineLogisticRegressionCV parameters")
-    parser.add_argument("--data-home", help="dataset cache (as estimator_speed.py's)")
     parser.add_argument("--out", help="folder for one JSON file per seed")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the seeds in --out made by the same code and settings")
-    parser.add_argument("--row-timeout", type=float, default=3600.0,
-                        help="seconds a row may run before it is killed and left out")
     return parser
 
 

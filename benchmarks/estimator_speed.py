@@ -248,28 +248,35 @@ def format_table(dataset, seed, results, test_size=0.2):
     return "\n".join(lines)
 
 
-def build_parser():
-    """The command line of this benchmark."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_protocol_arguments(parser):
+    """The options of the user's protocol that this benchmark and
+    ``estimator_seeds.py`` share: dataset, test share, extra parameters, data cache,
+    row timeout."""
     parser.add_argument("--dataset", default="20news",
                         help="20news, 20news-multiclass, real-sim, breast-cancer or digits")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the test split")
-    parser.add_argument("--rows", default="shine-split,shine-cv5,lrcv,lr-at-C",
-                        help=f"comma-separated rows, in order, among {', '.join(ROWS)}")
     parser.add_argument("--test-size", type=float, default=0.2,
                         help="share of the data held out for the test (the protocol: 0.2 on "
                         "20news, 0.3 on breast-cancer and digits)")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="fits timed per row (median, after one warm-up fit when > 1): "
-                        "for the small datasets, whose fits take milliseconds")
     parser.add_argument("--params", type=json.loads, default=None,
                         help="JSON object of extra ShineLogisticRegressionCV parameters for "
                         "the shine rows, e.g. '{\"maxcor\": 10}'")
     parser.add_argument("--data-home", help="dataset cache (default: $HOAG_SHINE_DATA, "
                         "~/hoag_shine_data, or scikit-learn's ~/scikit_learn_data)")
-    parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--row-timeout", type=float, default=3600.0,
                         help="seconds a row may run before it is killed and left out")
+
+
+def build_parser():
+    """The command line of this benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_protocol_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the test split")
+    parser.add_argument("--rows", default="shine-split,shine-cv5,lrcv,lr-at-C",
+                        help=f"comma-separated rows, in order, among {', '.join(ROWS)}")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="fits timed per row (median, after one warm-up fit when > 1): "
+                        "for the small datasets, whose fits take milliseconds")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
     return parser
 
 

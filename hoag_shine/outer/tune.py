@@ -14,14 +14,13 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-
 from joblib import effective_n_jobs
+from sklearn.exceptions import ConvergenceWarning
 
 from ..problems._threads import threaded_products
 from .loop import fit_inner, run_hoag
-from .workers import deferred_exits
 from .stopping import StopReason, describe
+from .workers import deferred_exits
 
 __all__ = ["Tuning", "final_fit", "search_penalty", "trace_history", "tune"]
 
