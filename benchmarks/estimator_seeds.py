@@ -59,15 +59,15 @@ def parse_seeds(text) -> list:
     return seeds
 
 
-def _key(args, rows, seed):
+def _key(args, rows, seed, code):
     return dict(dataset=args.dataset, seed=seed, rows=rows, params=args.params,
-                test_size=args.test_size, code=code_fingerprint())
+                test_size=args.test_size, code=code)
 
 
-def run_seed(args, rows, seed):
+def run_seed(args, rows, seed, code):
     """The figures of one seed: from its file when ``--resume`` finds a matching one."""
     path = Path(args.out) / f"seed{seed}.json" if args.out else None
-    key = _key(args, rows, seed)
+    key = _key(args, rows, seed, code)
     if args.resume and path is not None and path.exists():
         stored = json.loads(path.read_text())
         if stored.get("key") == key:
@@ -131,10 +131,10 @@ def main(argv=None):
                          f"{', '.join(estimator_speed.ROWS)}")
     if args.resume and not args.out:
         raise SystemExit("estimator_seeds.py: --resume needs --out (where the seeds' files are)")
-    by_seed = {}
+    by_seed, code = {}, code_fingerprint()  # (hashed once: the sources of this run)
     for seed in args.seeds:
         try:
-            by_seed[seed] = run_seed(args, rows, seed)
+            by_seed[seed] = run_seed(args, rows, seed, code)
         except (OSError, ValueError) as exc:  # (missing data: one line, not a traceback)
             raise SystemExit(f"estimator_seeds.py: {exc}") from None
         done = ", ".join(f"{r} {by_seed[seed][r]['time']:.2f} s" for r in rows

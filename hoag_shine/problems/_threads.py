@@ -67,13 +67,13 @@ class _Threads:
 
     def __init__(self, matrices, n_threads, executor):
         self.executor = executor
-        self.split = {id(A): (A, RowBlocks(A, n_threads)) for A in matrices}
+        self.split = [(A, RowBlocks(A, n_threads)) for A in matrices]
 
     def matmul(self, A, V):
-        found = self.split.get(id(A))
-        if found is None or found[0] is not A:
-            return A @ V
-        return found[1].matmul(V, self.executor)
+        for matrix, blocks in self.split:
+            if A is matrix:
+                return blocks.matmul(V, self.executor)
+        return A @ V
 
 
 def _width(problem) -> int:
