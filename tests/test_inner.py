@@ -420,3 +420,33 @@ def test_diagonal_metric_with_a_periodic_head_is_not_taken_for_constant():
     q = v.copy()
     d.scale(q, 2.0)
     np.testing.assert_allclose(q, 2.0 * diag * v, rtol=1e-14)
+
+
+def test_memory_dots_use_one_blas_and_match_numpys_to_the_last_bit():
+    """The two-loop recursion's dots go to the BLAS its axpys use (SciPy's): with one
+    thread they give NumPy's dot bit for bit (so no solver path changed), in both
+    precisions, and an empty tail is 0."""
+    from threadpoolctl import threadpool_limits
+
+    from hoag_shine.inner.memory import _dot
+
+    rng = np.random.default_rng(3)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for n in (1, 17, 1000, 40_001):
+            a = rng.standard_normal(n) * 10.0 ** rng.uniform(-8, 8, n)
+            b = rng.standard_normal(n)
+            assert _dot(a, b) == float(a @ b)
+            a32, b32 = a.astype(np.float32), b.astype(np.float32)
+            assert _dot(a32, b32) == float(a32 @ b32)
+    assert _dot(np.zeros(0), np.zeros(0)) == 0.0
+    # without a thread limit the product is the same (to rounding)
+    n = 3000
+    mem = LbfgsMemory(5, n)
+    S = rng.standard_normal((5, n))
+    A = np.diag(rng.uniform(1.0, 3.0, n))
+    for s in S:
+        mem.append(s, A @ s)
+    v = rng.standard_normal(n)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = mem.inv_hvp(v)
+    np.testing.assert_allclose(mem.inv_hvp(v), one, rtol=1e-12)
