@@ -171,3 +171,42 @@ def test_value_grad_update_equals_a_fresh_evaluation(cls, fit_intercept):
     direct_value, direct_grad = prob.inner_value_grad(x, a1)
     np.testing.assert_allclose(value, direct_value, rtol=1e-13)
     np.testing.assert_allclose(grad, direct_grad, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_a_pickled_problem_leaves_its_transposes_behind_and_computes_the_same(dense):
+    """What a worker process or a dask worker receives: the data once, without the
+    transposes (made again there, a dense one as a view), and products bit for bit."""
+    import copy
+    import pickle
+
+    from hoag_shine import MultinomialLogisticProblem
+
+    rng = np.random.default_rng(0)
+    X = sp.random(300, 200, density=0.05, format="csr", random_state=0)
+    X = X.toarray() if dense else X
+    y3 = rng.integers(0, 3, 300)
+    y2 = (y3 > 0).astype(int)
+    made = [
+        (LogisticProblem(X[:200], y2[:200], X[200:], y2[200:], fit_intercept=True),
+         np.array([-1.0])),
+        (RidgeProblem(X[:200], y3[:200] * 1.0, X[200:], y3[200:] * 1.0), np.array([0.5])),
+        (MultinomialLogisticProblem(X[:200], y3[:200], X[200:], y3[200:]),
+         np.array([-1.0, 0.0, 1.0])),
+    ]
+    for prob, alpha in made:
+        blob = pickle.dumps(prob)
+        back = pickle.loads(blob)
+        assert "_XT_train" not in prob.__getstate__()
+        if not dense:  # the transpose is a copy of the data's size: left behind
+            state = dict(prob.__getstate__(), _XT_train=prob._XT_train)
+            assert len(blob) < 0.75 * len(pickle.dumps(state))
+        else:  # made again as a view of the data, as at construction
+            assert np.shares_memory(back._XT_train, back.X_train)
+        x = rng.standard_normal(prob.n_params)
+        for a, b in zip(prob.inner_value_grad(x, alpha), back.inner_value_grad(x, alpha)):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(prob.outer_value_grad(x, alpha), back.outer_value_grad(x, alpha)):
+            np.testing.assert_array_equal(a, b)
+        shallow = copy.copy(prob)  # (with_penalty's copy shares the data and transposes)
+        assert shallow._XT_train is prob._XT_train and shallow.X_train is prob.X_train

@@ -77,10 +77,7 @@ class MultinomialLogisticProblem(BilevelProblem):
         self.X_train = _check_X(X_train, "X_train")
         p = self.X_train.shape[1]
         self.X_val = _check_X(X_val, "X_val", n_features=p)
-        # X^T in CSR: the adjoint products X^T R (R with one column per class)
-        # run about 1.8x faster from CSR than from the CSC view X.T (20news). The
-        # validation part's adjoint runs once per outer step: its view, no copy.
-        self._XT_train, self._XT_val = _transpose(self.X_train), self.X_val.T
+        self._derive()
         y_train = _check_target(y_train, "y_train", self.X_train.shape[0])
         y_val = _check_target(y_val, "y_val", self.X_val.shape[0])
         self.classes_ = np.unique(y_train) if classes is None else np.asarray(classes)
@@ -105,6 +102,14 @@ class MultinomialLogisticProblem(BilevelProblem):
         groups = _class_groups(p, K) if penalty == "per-class" else None
         self.penalty = L2Penalty(p * K, self.n_params, groups)
         self.n_hyper = self.penalty.n_groups
+
+    _DERIVED = ("_XT_train", "_XT_val")
+
+    def _derive(self) -> None:
+        # X^T in CSR: the adjoint products X^T R (R with one column per class)
+        # run about 1.8x faster from CSR than from the CSC view X.T (20news). The
+        # validation part's adjoint runs once per outer step: its view, no copy.
+        self._XT_train, self._XT_val = _transpose(self.X_train), self.X_val.T
 
     def with_penalty(self, penalty) -> "MultinomialLogisticProblem":
         """The same problem with another penalty (``"per-class"`` or ``"shared"``),
