@@ -56,6 +56,22 @@ def _check_X(X, name: str, *, n_features: int | None = None):
     return X
 
 
+def _aligned(value):
+    """``value``, its arrays (a sparse matrix's too) copied where they are not aligned
+    in memory for their type. Arrays received from another machine (dask sends them
+    as raw buffers) can start at any byte; NumPy then takes other, differently
+    rounded, loops for their products and sums (a fold on a dask worker gave a
+    gradient that differed in the last digits from the same fold here)."""
+    if isinstance(value, np.ndarray):
+        return value if value.flags.aligned else np.array(value, order="K")
+    if sp.issparse(value):
+        for name in ("data", "indices", "indptr", "row", "col"):
+            a = getattr(value, name, None)
+            if isinstance(a, np.ndarray) and not a.flags.aligned:
+                setattr(value, name, np.array(a, order="K"))
+    return value
+
+
 def _transpose(X):
     """``X.T`` in the layout its products prefer: CSR for sparse ``X``.
 
@@ -255,7 +271,37 @@ class L2Penalty:
         return 0.5 * self.cross(x, alpha, x)
 
 
-class BilevelProblem:
+class _Portable:
+    """How a problem travels to a worker process or a dask worker (pickled): without
+    what it can compute again there, and with its arrays aligned on arrival."""
+
+    #: attributes computed from the others (transposes of the data): not pickled, made
+    #: again on unpickling (:meth:`_derive`), so that a fold's problem goes to a worker
+    #: process or a dask worker at about half the bytes (20news binary, one training
+    #: fold: 51 MB -> 28 MB) and a dense ``X.T`` arrives as a view, not a copy
+    _DERIVED = ()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        for name in self._DERIVED + ("_threads",):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update({k: _aligned(v) for k, v in state.items()})
+        self._derive()
+
+    def __copy__(self):
+        # (a shallow copy shares everything, the derived attributes too)
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def _derive(self) -> None:
+        """Compute the :attr:`_DERIVED` attributes from the others."""
+
+
+class BilevelProblem(_Portable):
     """Interface shared by every bilevel problem.
 
     The inner problem is ``x*(alpha) = argmin_x h(x, alpha)``, the outer
@@ -277,34 +323,10 @@ class BilevelProblem:
     #: :func:`~hoag_shine.problems._threads.threaded_products`); ``None``: this one
     _threads = None
 
-    #: attributes computed from the others (transposes of the data): not pickled, made
-    #: again on unpickling (:meth:`_derive`), so that a fold's problem goes to a worker
-    #: process or a dask worker at about half the bytes (20news binary, one training
-    #: fold: 51 MB -> 28 MB) and a dense ``X.T`` arrives as a view, not a copy
-    _DERIVED = ()
-
     def _matmul(self, A, V):
         """``A @ V``, on the threads of ``threaded_products`` when they serve ``A``."""
         return A @ V if self._threads is None else self._threads.matmul(A, V)
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        for name in self._DERIVED + ("_threads",):
-            state.pop(name, None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._derive()
-
-    def __copy__(self):
-        # (a shallow copy shares everything, the derived attributes too)
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        return new
-
-    def _derive(self) -> None:
-        """Compute the :attr:`_DERIVED` attributes from the others."""
 
     def check_alpha(self, alpha) -> np.ndarray:
         """Validate ``alpha``: a finite 1-d array of length ``n_hyper``."""
