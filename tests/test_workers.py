@@ -331,3 +331,30 @@ print(len(started), any(p.is_alive() for p in started), len(multiprocessing.acti
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[-4:-1] == ["2 0", "True False", "4 False 0"]
+
+
+def test_loky_workers_are_told_to_end_first_and_waited_for_at_the_end(loky_workers,
+                                                                      monkeypatch):
+    """Within deferred_exits (a fit's final fit), loky's executors are shut down without
+    waiting when the folds close, and waited for when the block ends."""
+    from joblib.externals.loky import ProcessPoolExecutor as LokyExecutor
+
+    calls = []
+    shutdown = LokyExecutor.shutdown
+
+    def record(self, wait=True, **kwargs):
+        calls.append((id(self), wait))
+        return shutdown(self, wait=wait, **kwargs)
+
+    monkeypatch.setattr(LokyExecutor, "shutdown", record)
+    X, y = make_sparse_classification(300, 100, density=0.05, random_state=0)
+    va = np.arange(300) % 3 == 0
+    folds = [LogisticProblem(X[~va], y[~va], X[va], y[va])] * 3
+    with workers.deferred_exits():
+        hoag(folds, n_jobs=2, max_iter=2)
+        inside = list(calls)
+    (runner,) = loky_workers
+    assert not runner.forked and len(inside) == 2
+    assert all(wait is False for _, wait in inside)  # told, not waited for
+    waited = [i for i, wait in calls[len(inside):] if wait]
+    assert sorted(waited) == sorted(i for i, _ in inside)  # then waited for, each
