@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .._utils import SpillFile
+from .._utils import SpillFile, aligned
 
 __all__ = ["PairPlan", "PairStore", "plan_pairs"]
 
@@ -61,6 +61,13 @@ class PairStore:
 
     def __len__(self) -> int:
         return len(self._order)
+
+    def __setstate__(self, state):
+        # (rows received as raw buffers, e.g. by a dask worker, aligned again: see
+        # hoag_shine._utils.aligned)
+        self.__dict__.update(state)
+        self.S = [None if r is None else aligned(r) for r in self.S]
+        self.Y = [None if r is None else aligned(r) for r in self.Y]
 
     @property
     def slots(self) -> list:

@@ -19,6 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_array
 
+from .._utils import aligned
+
 __all__ = ["BilevelProblem", "L2Penalty", "LinearModelProblem", "check_sample_weight"]
 
 
@@ -54,22 +56,6 @@ def _check_X(X, name: str, *, n_features: int | None = None):
             f"{n_features}; pass validation data with the same columns."
         )
     return X
-
-
-def _aligned(value):
-    """``value``, its arrays (a sparse matrix's too) copied where they are not aligned
-    in memory for their type. Arrays received from another machine (dask sends them
-    as raw buffers) can start at any byte; NumPy then takes other, differently
-    rounded, loops for their products and sums (a fold on a dask worker gave a
-    gradient that differed in the last digits from the same fold here)."""
-    if isinstance(value, np.ndarray):
-        return value if value.flags.aligned else np.array(value, order="K")
-    if sp.issparse(value):
-        for name in ("data", "indices", "indptr", "row", "col"):
-            a = getattr(value, name, None)
-            if isinstance(a, np.ndarray) and not a.flags.aligned:
-                setattr(value, name, np.array(a, order="K"))
-    return value
 
 
 def _transpose(X):
@@ -288,7 +274,7 @@ class _Portable:
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update({k: _aligned(v) for k, v in state.items()})
+        self.__dict__.update({k: aligned(v) for k, v in state.items()})
         self._derive()
 
     def __copy__(self):
@@ -326,7 +312,6 @@ class BilevelProblem(_Portable):
     def _matmul(self, A, V):
         """``A @ V``, on the threads of ``threaded_products`` when they serve ``A``."""
         return A @ V if self._threads is None else self._threads.matmul(A, V)
-
 
     def check_alpha(self, alpha) -> np.ndarray:
         """Validate ``alpha``: a finite 1-d array of length ``n_hyper``."""
