@@ -119,3 +119,21 @@ def logistic_data(sparsity):
     density = None if sparsity == "dense" else 0.3
     X, y = make_classification_data(160, 10, seed=1, density=density)
     return split(X, y, 100)
+
+
+def loads_misaligned(obj):
+    """``obj`` pickled and loaded back with each of its array buffers at an odd
+    address, as a dask worker receives them off a socket."""
+    import pickle
+
+    buffers = []
+    blob = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    moved = []
+    for b in buffers:
+        raw = b.raw().tobytes()
+        store = bytearray(len(raw) + 16)
+        off = (1 - np.frombuffer(store, np.uint8).ctypes.data) % 8
+        view = memoryview(store)[off:off + len(raw)]
+        view[:] = raw
+        moved.append(view)
+    return pickle.loads(blob, buffers=moved)

@@ -455,7 +455,7 @@ def test_memory_dots_use_one_blas_and_match_numpys_to_the_last_bit():
 def test_unpickled_pairs_are_aligned_and_give_the_same_product():
     """Pairs sent to a dask worker arrive as raw buffers at any byte: unpickled, the
     rows are aligned again and the product is the original's bit for bit."""
-    import pickle
+    from conftest import loads_misaligned
 
     rng = np.random.default_rng(5)
     n = 1001
@@ -463,17 +463,7 @@ def test_unpickled_pairs_are_aligned_and_give_the_same_product():
     for _ in range(4):
         s = rng.standard_normal(n)
         mem.append(s, 2.0 * s + 0.1 * rng.standard_normal(n))
-    buffers = []
-    blob = pickle.dumps(mem, protocol=5, buffer_callback=buffers.append)
-    moved = []
-    for b in buffers:  # each buffer at an odd address, as off a socket
-        raw = b.raw().tobytes()
-        store = bytearray(len(raw) + 16)
-        off = (3 - np.frombuffer(store, np.uint8).ctypes.data) % 8
-        view = memoryview(store)[off:off + len(raw)]
-        view[:] = raw
-        moved.append(view)
-    back = pickle.loads(blob, buffers=moved)
+    back = loads_misaligned(mem)
     assert all(back.store.S[i].flags.aligned and back.store.Y[i].flags.aligned
                for i in back.store.slots)
     v = rng.standard_normal(n)

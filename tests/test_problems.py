@@ -216,9 +216,9 @@ def test_an_unpickled_problem_realigns_arrays_that_arrive_at_any_byte():
     """Buffers received from another machine (dask's raw frames) can start at any
     byte; NumPy's products over misaligned arrays round differently. Unpickled, a
     problem's arrays are aligned again and its gradient is the original's bit for bit."""
-    import pickle
-
     import scipy.sparse as sp
+
+    from conftest import loads_misaligned
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((200, 30)) * 10.0 ** rng.uniform(-3, 3, 30)
@@ -226,17 +226,7 @@ def test_an_unpickled_problem_realigns_arrays_that_arrive_at_any_byte():
     for data in (X, sp.csr_matrix(np.where(np.abs(X) > 1.0, X, 0.0))):
         prob = LogisticProblem(data[:150], y[:150], data[150:], y[150:], fit_intercept=True,
                                feature_offset=np.asarray(data[:150].mean(axis=0)).ravel())
-        buffers = []
-        blob = pickle.dumps(prob, protocol=5, buffer_callback=buffers.append)
-        shifted = []
-        for b in buffers:  # each buffer moved to an odd address, as off a socket
-            raw = b.raw().tobytes()
-            store = bytearray(len(raw) + 16)
-            off = (1 - np.frombuffer(store, np.uint8).ctypes.data) % 8
-            view = memoryview(store)[off:off + len(raw)]
-            view[:] = raw
-            shifted.append(view)
-        back = pickle.loads(blob, buffers=shifted)
+        back = loads_misaligned(prob)
         arrays = [back.y_train, back.feature_offset]
         arrays += ([back.X_train.data, back.X_train.indices] if sp.issparse(data)
                    else [back.X_train])
