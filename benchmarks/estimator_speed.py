@@ -22,12 +22,19 @@ Rows (``--rows``, comma-separated):
 ``shine-cv5-j2``  ``ShineLogisticRegressionCV(cv=5, n_jobs=2)``: the folds on two worker
                  processes;
 ``shine-cv5-j2-threads``  the same with a second thread running in the fitting process
-                 (as in a notebook's kernel): the workers cannot be forked safely, they are
+                 (a script that runs threads): the workers cannot be forked safely, they are
                  started fresh (loky) and the data pickled to them;
+``shine-cv5-j2-notebook``  the same in a notebook's situation: a second thread running and
+                 ``__main__`` no file (a kernel's): the workers are forked from
+                 multiprocessing's forkserver, started by this first fit of the session;
+``shine-cv5-j2-notebook-2nd``  the same session's second fit (the first one untimed): the
+                 forkserver is up;
 ``lrcv-j2``      ``LogisticRegressionCV(cv=5, n_jobs=2, scoring="neg_log_loss")``, its
                  default BLAS threads;
 ``lrcv-j2-1blas``  the same with one BLAS thread per process (scikit-learn's best
                  setting on 2 cores);
+``lrcv-j2-notebook-2nd``  ``lrcv-j2``'s second fit in a notebook's situation (its loky
+                 workers, kept by joblib, are up);
 ``lr-at-C``      one ``LogisticRegression(C=<shine-split's C_>, tol=1e-6)`` fit: what
                  scikit-learn needs to fit once at the answer, as good on the test set.
 
@@ -45,6 +52,7 @@ import resource
 import sys
 import threading
 import time
+import types
 import warnings
 
 import numpy as np
@@ -56,8 +64,9 @@ from threadpoolctl import threadpool_limits
 from hoag_shine import ShineLogisticRegressionCV
 from hoag_shine.datasets import load_dataset
 
-ROWS = ("shine-split", "shine-cv5", "shine-cv5-j2", "shine-cv5-j2-threads", "shine-cg", "shine-per-class", "lrcv",
-        "lrcv-j2", "lrcv-j2-1blas", "lr-at-C")
+ROWS = ("shine-split", "shine-cv5", "shine-cv5-j2", "shine-cv5-j2-threads",
+        "shine-cv5-j2-notebook", "shine-cv5-j2-notebook-2nd", "shine-cg", "shine-per-class",
+        "lrcv", "lrcv-j2", "lrcv-j2-1blas", "lrcv-j2-notebook-2nd", "lr-at-C")
 
 
 def _predefined(y, seed):
@@ -75,9 +84,10 @@ def _estimator(row, y_train, seed, C_split, params=None):
         return ShineLogisticRegressionCV(cv=_predefined(y_train, seed), **params)
     if row == "shine-cv5":
         return ShineLogisticRegressionCV(cv=5, **params)
-    if row in ("shine-cv5-j2", "shine-cv5-j2-threads"):
+    if row in ("shine-cv5-j2", "shine-cv5-j2-threads", "shine-cv5-j2-notebook",
+               "shine-cv5-j2-notebook-2nd"):
         return ShineLogisticRegressionCV(cv=5, n_jobs=2, **params)
-    if row in ("lrcv-j2", "lrcv-j2-1blas"):
+    if row in ("lrcv-j2", "lrcv-j2-1blas", "lrcv-j2-notebook-2nd"):
         return LogisticRegressionCV(cv=5, scoring="neg_log_loss", n_jobs=2)
     if row == "shine-cg":
         return ShineLogisticRegressionCV(cv=5, hypergradient="cg", **params)
@@ -160,9 +170,21 @@ def _end(proc, grace=60.0):
         proc.join()
 
 
-def _fit_and_score(est, data, queue, repeat=1, one_blas=False, thread=False):
+def _notebook():
+    """This process in a notebook kernel's situation: ``__main__`` is no file (nor a
+    module run by name), and a thread runs along (the kernel's)."""
+    main = types.ModuleType("__main__")
+    main.__spec__ = None
+    sys.modules["__main__"] = main
+    threading.Thread(target=threading.Event().wait, daemon=True).start()
+
+
+def _fit_and_score(est, data, queue, repeat=1, one_blas=False, thread=False, notebook=False,
+                   second=False):
     if thread:  # a thread that runs along the fit (as a notebook kernel's do)
         threading.Thread(target=threading.Event().wait, daemon=True).start()
+    if notebook:
+        _notebook()
     if one_blas:  # one BLAS thread here and in the workers the fit starts
         os.environ.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
         threadpool_limits(limits=1)
@@ -171,6 +193,8 @@ def _fit_and_score(est, data, queue, repeat=1, one_blas=False, thread=False):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         times = []
+        if second:  # the session's first fit, untimed
+            est.fit(X_tr, y_tr)
         for _ in range(repeat + (repeat > 1)):  # with repeats, one warm-up fit first
             t0 = time.perf_counter()
             est.fit(X_tr, y_tr)
@@ -206,7 +230,8 @@ def run(dataset, seed, rows, data_home=None, test_size=0.2, repeat=1, params=Non
         queue = ctx.Queue()
         proc = ctx.Process(target=_fit_and_score,
                            args=(est, data, queue, repeat, row.endswith("1blas"),
-                                 row.endswith("threads")))
+                                 row.endswith("threads"), "-notebook" in row,
+                                 row.endswith("-2nd")))
         proc.start()
         tree = _TreeMemory(proc.pid)
         out = tree.wait(queue, proc, row_timeout)
@@ -239,7 +264,8 @@ def format_table(dataset, seed, results, test_size=0.2):
     lines.append("")
     for a, b in (("shine-cv5", "lrcv"), ("shine-cg", "lrcv"), ("shine-per-class", "lrcv"),
                  ("shine-cv5-j2", "lrcv-j2"), ("shine-cv5-j2", "lrcv-j2-1blas"),
-                 ("shine-cv5", "shine-cv5-j2")):
+                 ("shine-cv5", "shine-cv5-j2"),
+                 ("shine-cv5-j2-notebook-2nd", "lrcv-j2-notebook-2nd")):
         if a in results and b in results:
             lines.append(f"{a} / {b} fit time: {results[a]['time'] / results[b]['time']:.3f}")
     if "shine-split" in results and "lr-at-C" in results:

@@ -1,6 +1,8 @@
 """Folds on worker processes and dask workers: same answers as in this process, faults
 survived."""
 
+import multiprocessing
+import multiprocessing.forkserver
 import os
 import signal
 import warnings
@@ -113,9 +115,27 @@ def test_a_killed_worker_process_loses_its_folds_warm_state_not_the_fit(always_p
 def loky_workers(monkeypatch, always_processes):
     """The folds on loky's executors (as when threads run in this process), and
     the runners of the fits kept to look at."""
+    monkeypatch.setattr(workers, "forkserver_context", lambda: None)  # (as on Windows)
+    return _threaded_runners(monkeypatch)
+
+
+@pytest.fixture
+def forkserver_workers(monkeypatch, always_processes):
+    """The folds on processes forked by multiprocessing's forkserver (threads run in
+    this process, an interactive one), and the runners of the fits kept to look at."""
+    import sys
+    import types
+
+    main = types.ModuleType("__main__")  # (a notebook's: no file, no module name)
+    main.__spec__ = None
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    return _threaded_runners(monkeypatch)
+
+
+def _threaded_runners(monkeypatch):
     import threading
 
-    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    monkeypatch.setattr(threading, "active_count", lambda: 2)  # (not safe to fork)
     runners = []
     init = workers.ProcessRunner.__init__
 
@@ -125,6 +145,95 @@ def loky_workers(monkeypatch, always_processes):
 
     monkeypatch.setattr(workers.ProcessRunner, "__init__", keep)
     return runners
+
+
+def test_with_threads_running_the_workers_come_from_the_forkserver(forkserver_workers):
+    from concurrent.futures import ProcessPoolExecutor
+
+    problems = _folds()
+    serial = hoag(problems, max_iter=6)
+    parents = []
+
+    def look(record):
+        if not parents:
+            runner = forkserver_workers[-1]
+            parents.extend(h.submit(os.getppid).result() for h in runner.hosts)
+
+    parallel = hoag(problems, max_iter=6, n_jobs=2, callback=look)
+    (runner,) = forkserver_workers
+    assert not runner.forked
+    assert all(type(h) is ProcessPoolExecutor for h in runner.hosts) and runner.hosts
+    assert len(set(parents)) == 1 and os.getpid() not in parents  # the server's children
+    assert workers.__name__ in multiprocessing.forkserver._forkserver._preload_modules
+    np.testing.assert_array_equal(parallel.alpha, serial.alpha)
+    for a, b in zip(parallel.x, serial.x):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_script_s_workers_are_loky_s(monkeypatch):
+    """multiprocessing would run a script (or ``python -m`` module) again in each
+    worker it forks from its forkserver: a script's workers are loky's, which do not."""
+    import sys
+    import types
+
+    script = types.ModuleType("__main__")
+    script.__file__, script.__spec__ = "/tmp/my_script.py", None
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    assert workers.forkserver_context() is None
+    module = types.ModuleType("__main__")
+    module.__spec__ = types.SimpleNamespace(name="my_package.run")
+    monkeypatch.setitem(sys.modules, "__main__", module)
+    assert workers.forkserver_context() is None
+    notebook = types.ModuleType("__main__")
+    notebook.__spec__ = None
+    monkeypatch.setitem(sys.modules, "__main__", notebook)
+    assert workers.forkserver_context() is multiprocessing.get_context("forkserver")
+
+
+def test_a_killed_forkserver_worker_loses_its_folds_warm_state_not_the_fit(
+        forkserver_workers, tight_reference):
+    problems = _folds(fit_intercept=False)
+    killed = []
+
+    def kill_one(record):
+        if record["iteration"] == 3 and not killed:
+            pid = forkserver_workers[-1].pids()[0]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    with pytest.warns(WorkerLostWarning, match="rebuilt cold"):
+        res = hoag(problems, n_jobs=2, callback=kill_one, **TIGHT)
+    assert killed and res.success and tight_reference.success
+    np.testing.assert_allclose(res.alpha, tight_reference.alpha, rtol=0, atol=1e-6)
+
+
+def test_a_problem_class_defined_in_a_notebook_reaches_the_forkserver_workers():
+    """A class of ``__main__`` (a notebook's cell; here ``python -c``) cannot be
+    imported by a worker: the folds go by cloudpickle, with the class by value."""
+    import subprocess
+    import sys
+
+    code = """
+import threading
+import numpy as np
+import hoag_shine.outer.workers as workers
+workers.MIN_WORK_FOR_PROCESSES = 0
+from hoag_shine import LogisticProblem, hoag
+from hoag_shine.datasets import make_sparse_classification
+class MyProblem(LogisticProblem):
+    pass
+threading.Thread(target=threading.Event().wait, daemon=True).start()  # (no fork)
+X, y = make_sparse_classification(300, 100, density=0.05, random_state=0)
+va = np.arange(300) % 3 == 0
+folds = [MyProblem(X[~va], y[~va], X[va], y[va])] * 3
+a = hoag(folds, n_jobs=2, max_iter=4).alpha
+b = hoag(folds, max_iter=4).alpha
+print(a == b)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[-2] == "[ True]"
 
 
 def test_every_worker_is_forked_from_a_single_threaded_process():

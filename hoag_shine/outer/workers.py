@@ -10,8 +10,9 @@ scalars and ``n_hyper``-long vectors come back.
 * :class:`LocalRunner`: the folds in this process (one after the other, or in a
   joblib backend's threads);
 * :class:`ProcessRunner`: the folds spread over worker processes of this
-  machine, each one a single-process executor of joblib's loky (or of the
-  standard library, forked), so that a fold's calls always reach its process;
+  machine, each one process of its own (forked from this one, or from
+  multiprocessing's forkserver, or one of joblib's loky executors), so that a
+  fold's calls always reach its process;
 * :class:`DaskRunner`: the folds on the workers of a ``dask.distributed``
   cluster, one actor per worker.
 
@@ -23,13 +24,16 @@ again, and a :class:`WorkerLostWarning` says so.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import pickle
 import sys
 import threading
 import warnings
-from concurrent.futures import BrokenExecutor
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from contextlib import contextmanager
 
+import cloudpickle
 from joblib import Parallel, delayed, effective_n_jobs
 from joblib.parallel import LokyBackend, get_active_backend
 from threadpoolctl import threadpool_limits
@@ -38,6 +42,7 @@ from .fold import Fold
 from .forked import ForkedWorker
 
 __all__ = ["DaskRunner", "FoldHost", "HostLost", "LocalRunner", "ProcessRunner", "WorkerLostWarning",
+           "forkserver_context",
            "deferred_exits", "make_runner", "processes_pay"]
 
 #: Work per outer step (stored entries of the training data times the
@@ -72,6 +77,8 @@ class FoldHost:
 
     def add(self, k, spec):
         """Build fold ``k`` here (a fold whose worker died)."""
+        if isinstance(spec, _Pickled):
+            spec = spec.load()
         with threadpool_limits(limits=1, user_api="blas"):
             self.folds[k] = _build(spec)
 
@@ -230,7 +237,7 @@ class _RemoteRunner:
             v = live[i % len(live)]
             self.owner[k] = v
             spec = self.specs[k][:5] + (None,)  # cold: the fold's start, no pairs
-            self._submit(v, "add", k, spec).result()
+            self._submit(v, "add", k, _Pickled(spec)).result()
             for name, replay_args in self.journal.replay(k):
                 self._submit(v, "call", [k], name, replay_args).result()
         return [self._submit(self.owner[k], "call", [k], method, args).result()[0]
@@ -256,6 +263,7 @@ class HostLost(RuntimeError):
 def _host_call(name, *args):
     """Run in a worker process: the method ``name`` of its :class:`FoldHost`
     (``"start"`` builds it, ``"stop"`` lets it go)."""
+    args = tuple(a.load() if isinstance(a, _Pickled) else a for a in args)
     if name == "start":
         _keep_this_process()
         globals()["_HOST"] = FoldHost(args[0])
@@ -265,6 +273,59 @@ def _host_call(name, *args):
     if "_HOST" not in globals():
         raise HostLost(f"worker process {os.getpid()} holds no folds")
     return getattr(globals()["_HOST"], name)(*args)
+
+
+class _Pickled:
+    """A value sent to a worker process by cloudpickle (``load()`` there): unlike
+    pickle, it sends classes and functions defined in ``__main__`` (a notebook's) by
+    value. Plain values (log-penalties, tolerances) need not be wrapped."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __reduce__(self):
+        return _unpickle, (cloudpickle.dumps(self.value, protocol=pickle.HIGHEST_PROTOCOL),)
+
+    def load(self):
+        return self.value
+
+
+def _unpickle(payload):
+    return _Pickled(pickle.loads(payload))
+
+
+_PRELOADED = []
+
+
+def forkserver_context():
+    """multiprocessing's forkserver context, with this package preloaded by its
+    server, in an interactive session; ``None`` elsewhere (loky's executors then).
+
+    In a process with threads running (a notebook's kernel), forking it is not
+    safe; the forkserver is a fresh single-threaded process that forks the
+    workers instead. It imports this package once, on its first use in this
+    session; every worker after that is forked from it ready to work, without
+    the imports (1.3-1.5 s per worker with loky's spawned processes, 20 ms
+    here). It stays up, idle, until the session ends, as loky's own helper
+    processes do.
+
+    Only where ``__main__`` is no file or module (a notebook, IPython, ``python
+    -c``): elsewhere multiprocessing runs the main script again in every worker
+    (a script that fits outside ``if __name__ == "__main__":`` would fit again
+    there), which loky's workers do not.
+    """
+    main = sys.modules.get("__main__")
+    interactive = (getattr(main, "__file__", None) is None
+                   and getattr(getattr(main, "__spec__", None), "name", None) is None)
+    if not interactive or "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    context = multiprocessing.get_context("forkserver")
+    if not _PRELOADED:
+        # (a server already running, started by someone else, keeps its own list:
+        # its workers then import the package themselves)
+        context.set_forkserver_preload([__name__])
+        _PRELOADED.append(True)
+    return context
 
 
 def _keep_this_process():
@@ -284,8 +345,11 @@ class ProcessRunner(_RemoteRunner):
     Each worker is one process that holds its folds, so that a fold's calls
     always reach it: forked from this process where that is safe (a POSIX system,
     one thread running: the data are inherited, not copied or pickled; every
-    worker is forked before any thread starts), else one of joblib's loky
-    executors of one process each (the data are pickled to it once).
+    worker is forked before any thread starts); else, with threads running, in
+    a notebook an executor of one process forked from multiprocessing's
+    forkserver, which has this package imported already
+    (:func:`forkserver_context`), elsewhere (a script, Windows) one of joblib's
+    loky executors: the data are pickled to it once.
     """
 
     def __init__(self, specs, n_workers):
@@ -298,11 +362,17 @@ class ProcessRunner(_RemoteRunner):
             worker = ForkedWorker(_host_call, ("start", specs))
             self._executors.append(worker)
             return worker, worker.started
-        from joblib.externals.loky import ProcessPoolExecutor as LokyExecutor
+        context = forkserver_context()
+        if context is not None:
+            executor = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        else:
+            from joblib.externals.loky import ProcessPoolExecutor as LokyExecutor
 
-        executor = LokyExecutor(max_workers=1)
+            executor = LokyExecutor(max_workers=1)
         self._executors.append(executor)
-        return executor, executor.submit(_host_call, "start", specs)
+        # (the specs by cloudpickle: a problem class of the user's defined in a notebook
+        # has no module a worker can import it from)
+        return executor, executor.submit(_host_call, "start", _Pickled(specs))
 
     @staticmethod
     def _started(starting):
