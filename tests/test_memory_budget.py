@@ -155,3 +155,37 @@ def test_a_result_with_spilled_pairs_pickles_with_them():
     back = pickle.loads(pickle.dumps(res))
     np.testing.assert_array_equal(back.memory[1][0].inv_hvp(v), mem.inv_hvp(v))
     np.testing.assert_array_equal(back.alpha, res.alpha)
+
+
+def test_a_large_final_fit_keeps_its_pairs_in_single_precision(monkeypatch):
+    """The final fit of a problem of SINGLE_PAIRS_MIN_PARAMS parameters or more stores
+    its pairs in single precision (within a budget double precision fits): it meets
+    the same tolerance, at the solution a tight solve finds."""
+    import warnings
+
+    import hoag_shine.outer.loop as loop
+    from hoag_shine.datasets import make_sparse_classification
+    from hoag_shine.outer.tune import SINGLE_PAIRS_MIN_PARAMS, final_fit
+
+    X, y = make_sparse_classification(400, SINGLE_PAIRS_MIN_PARAMS, density=0.01,
+                                      random_state=0)
+    problem = LogisticProblem(X, y, X[:1], y[:1], fit_intercept=True)
+    alpha = np.array([-2.0])
+    dtypes = []
+    memory_class = loop.LbfgsMemory
+
+    def record(*args, **kwargs):
+        dtypes.append(np.dtype(kwargs.get("dtype", np.float64)))
+        return memory_class(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "LbfgsMemory", record)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (no warning that it stopped above the tolerance)
+        x32 = final_fit(problem, None, alpha, HoagOptions(), 1e-6)
+    assert dtypes == [np.dtype(np.float32)]
+    exact = loop.fit_inner(problem, alpha, tol=1e-11, solver="scipy", max_iter=20_000).x
+    assert np.linalg.norm(x32 - exact) <= 1e-3 * np.linalg.norm(exact)
+    # (a smaller problem keeps double precision)
+    small = LogisticProblem(X[:, :500], y, X[:1, :500], y[:1], fit_intercept=True)
+    final_fit(small, None, alpha, HoagOptions(), 1e-6)
+    assert dtypes[-1] == np.dtype(np.float64)
