@@ -335,7 +335,7 @@ def test_ridge_kfold_matches_the_grid_of_summed_fold_errors():
     errors = [cv_error(a) for a in grid]
     assert 0 < np.argmin(errors) < len(grid) - 1
     for hypergradient in ("shine", "cg", "jacobian-free"):
-        # Defaults stop once the validation error settles (value_tol=1e-4 over
+        # Defaults stop once the validation error settles (value_tol=3e-4 over
         # 5 iterations): within 0.1%. Without that test, within 0.01%.
         reg = ShineRidgeCV(hypergradient=hypergradient, cv=5).fit(X, y)
         assert cv_error(reg.alpha_) <= min(errors) * (1 + 1e-3), hypergradient
