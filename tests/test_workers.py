@@ -94,18 +94,24 @@ def test_small_problems_stay_in_this_process():
 
 def test_a_killed_worker_process_loses_its_folds_warm_state_not_the_fit(always_processes,
                                                                       tight_reference):
-    problems = _folds(fit_intercept=False)
-    tight, reference = TIGHT, tight_reference
-    killed, before = [], set(_children())
+    before = set(_children())
+    # (one of this fit's workers)
+    _kill_a_worker_mid_fit(lambda: sorted(set(_children()) - before)[0], tight_reference)
+
+
+def _kill_a_worker_mid_fit(find_worker, reference):
+    """A fit whose worker ``find_worker()`` is killed at its third outer iteration ends
+    with a WorkerLostWarning and the answer of the fit without the fault."""
+    killed = []
 
     def kill_one(record):
         if record["iteration"] == 3 and not killed:
-            pid = sorted(set(_children()) - before)[0]  # one of this fit's workers
+            pid = find_worker()
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
 
     with pytest.warns(WorkerLostWarning, match="rebuilt cold"):
-        res = hoag(problems, n_jobs=2, callback=kill_one, **tight)
+        res = hoag(_folds(fit_intercept=False), n_jobs=2, callback=kill_one, **TIGHT)
     assert killed and res.success and reference.success
     # (C = exp(-alpha) to 1e-6 relative)
     np.testing.assert_allclose(res.alpha, reference.alpha, rtol=0, atol=1e-6)
@@ -192,19 +198,7 @@ def test_a_script_s_workers_are_loky_s(monkeypatch):
 
 def test_a_killed_forkserver_worker_loses_its_folds_warm_state_not_the_fit(
         forkserver_workers, tight_reference):
-    problems = _folds(fit_intercept=False)
-    killed = []
-
-    def kill_one(record):
-        if record["iteration"] == 3 and not killed:
-            pid = forkserver_workers[-1].pids()[0]
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-
-    with pytest.warns(WorkerLostWarning, match="rebuilt cold"):
-        res = hoag(problems, n_jobs=2, callback=kill_one, **TIGHT)
-    assert killed and res.success and tight_reference.success
-    np.testing.assert_allclose(res.alpha, tight_reference.alpha, rtol=0, atol=1e-6)
+    _kill_a_worker_mid_fit(lambda: forkserver_workers[-1].pids()[0], tight_reference)
 
 
 def test_a_problem_class_defined_in_a_notebook_reaches_the_forkserver_workers():
