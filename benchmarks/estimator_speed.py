@@ -171,12 +171,11 @@ def _end(proc, grace=60.0):
 
 
 def _notebook():
-    """This process in a notebook kernel's situation: ``__main__`` is no file (nor a
-    module run by name), and a thread runs along (the kernel's)."""
+    """This process's ``__main__`` as a notebook kernel's: no file, nor a module run
+    by name (the kernel's threads: ``thread``)."""
     main = types.ModuleType("__main__")
     main.__spec__ = None
     sys.modules["__main__"] = main
-    threading.Thread(target=threading.Event().wait, daemon=True).start()
 
 
 def _fit_and_score(est, data, queue, repeat=1, one_blas=False, thread=False, notebook=False,
@@ -230,7 +229,8 @@ def run(dataset, seed, rows, data_home=None, test_size=0.2, repeat=1, params=Non
         queue = ctx.Queue()
         proc = ctx.Process(target=_fit_and_score,
                            args=(est, data, queue, repeat, row.endswith("1blas"),
-                                 row.endswith("threads"), "-notebook" in row,
+                                 row.endswith("threads") or "-notebook" in row,
+                                 "-notebook" in row,
                                  row.endswith("-2nd")))
         proc.start()
         tree = _TreeMemory(proc.pid)

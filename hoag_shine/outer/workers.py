@@ -77,8 +77,6 @@ class FoldHost:
 
     def add(self, k, spec):
         """Build fold ``k`` here (a fold whose worker died)."""
-        if isinstance(spec, _Pickled):
-            spec = spec.load()
         with threadpool_limits(limits=1, user_api="blas"):
             self.folds[k] = _build(spec)
 
@@ -237,11 +235,15 @@ class _RemoteRunner:
             v = live[i % len(live)]
             self.owner[k] = v
             spec = self.specs[k][:5] + (None,)  # cold: the fold's start, no pairs
-            self._submit(v, "add", k, _Pickled(spec)).result()
+            self._submit(v, "add", k, self._portable(spec)).result()
             for name, replay_args in self.journal.replay(k):
                 self._submit(v, "call", [k], name, replay_args).result()
         return [self._submit(self.owner[k], "call", [k], method, args).result()[0]
                 for k in ks]
+
+    def _portable(self, spec):
+        """``spec`` as it is sent to a worker (subclasses: wrapped for their transport)."""
+        return spec
 
     def restage(self, penalty, alpha, options):
         """Every fold replaced by one of its problem with another penalty (in place
@@ -263,7 +265,6 @@ class HostLost(RuntimeError):
 def _host_call(name, *args):
     """Run in a worker process: the method ``name`` of its :class:`FoldHost`
     (``"start"`` builds it, ``"stop"`` lets it go)."""
-    args = tuple(a.load() if isinstance(a, _Pickled) else a for a in args)
     if name == "start":
         _keep_this_process()
         globals()["_HOST"] = FoldHost(args[0])
@@ -276,22 +277,17 @@ def _host_call(name, *args):
 
 
 class _Pickled:
-    """A value sent to a worker process by cloudpickle (``load()`` there): unlike
-    pickle, it sends classes and functions defined in ``__main__`` (a notebook's) by
-    value. Plain values (log-penalties, tolerances) need not be wrapped."""
+    """A value that pickles by cloudpickle and unpickles as the value itself: unlike
+    pickle, cloudpickle sends classes and functions defined in ``__main__`` (a
+    notebook's) by value. For the forkserver's workers, whose executor pickles by
+    pickle (loky's and dask's use cloudpickle already; forked workers can import
+    the parent's ``__main__``)."""
 
     def __init__(self, value):
         self.value = value
 
     def __reduce__(self):
-        return _unpickle, (cloudpickle.dumps(self.value, protocol=pickle.HIGHEST_PROTOCOL),)
-
-    def load(self):
-        return self.value
-
-
-def _unpickle(payload):
-    return _Pickled(pickle.loads(payload))
+        return pickle.loads, (cloudpickle.dumps(self.value, protocol=pickle.HIGHEST_PROTOCOL),)
 
 
 _PRELOADED = []
@@ -355,6 +351,7 @@ class ProcessRunner(_RemoteRunner):
     def __init__(self, specs, n_workers):
         self._executors = []
         self.forked = os.name == "posix" and threading.active_count() == 1
+        self._context = None if self.forked else forkserver_context()
         super().__init__(specs, n_workers)
 
     def _start(self, w, specs):
@@ -362,17 +359,19 @@ class ProcessRunner(_RemoteRunner):
             worker = ForkedWorker(_host_call, ("start", specs))
             self._executors.append(worker)
             return worker, worker.started
-        context = forkserver_context()
-        if context is not None:
-            executor = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        if self._context is not None:
+            executor = ProcessPoolExecutor(max_workers=1, mp_context=self._context)
         else:
             from joblib.externals.loky import ProcessPoolExecutor as LokyExecutor
 
             executor = LokyExecutor(max_workers=1)
         self._executors.append(executor)
-        # (the specs by cloudpickle: a problem class of the user's defined in a notebook
-        # has no module a worker can import it from)
-        return executor, executor.submit(_host_call, "start", _Pickled(specs))
+        return executor, executor.submit(_host_call, "start", self._portable(specs))
+
+    def _portable(self, spec):
+        # (to the forkserver's workers by cloudpickle: a problem class of the user's
+        # defined in a notebook has no module a worker can import it from)
+        return spec if self._context is None else _Pickled(spec)
 
     @staticmethod
     def _started(starting):
