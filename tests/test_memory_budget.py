@@ -19,8 +19,8 @@ def _folds(n_folds=3):
             for tr, va in cv.split(X, y)]
 
 
-def _budgets(problems, maxcor=30):
-    """Budgets (MB) that give each storage plan."""
+def _budgets(problems, maxcor=HoagOptions().maxcor):
+    """Budgets (MB) that give each storage plan (at ``maxcor``, the default's by default)."""
     F, n = len(problems), problems[0].n_params
     mb = lambda b: b / 2**20  # noqa: E731
     return {"float64": 1024.0,
@@ -31,7 +31,7 @@ def _budgets(problems, maxcor=30):
 def test_budgets_pick_the_plans():
     problems = _folds()
     n = problems[0].n_params
-    plans = {k: plan_pairs(n, 30, 3, b) for k, b in _budgets(problems).items()}
+    plans = {k: plan_pairs(n, 30, 3, b) for k, b in _budgets(problems, 30).items()}
     assert plans["float64"] == (np.float64, 30, True, False)
     assert plans["float32"] == (np.float32, 30, False, False)
     assert plans["spill"] == (np.float32, 30, False, True)

@@ -199,7 +199,7 @@ def test_a_small_pairs_budget_that_cuts_maxcor_says_so():
     X, y = _synthetic(seed=5)
     tiny = 5 * 30 * 8 * (X.shape[1] + 1) / 2**20 * 0.02  # three pairs of the 30
     with pytest.warns(UserWarning, match="pairs_memory_mb.*maxcor=30"):
-        ShineLogisticRegressionCV(cv=5, pairs_memory_mb=tiny).fit(X, y)
+        ShineLogisticRegressionCV(cv=5, maxcor=30, pairs_memory_mb=tiny).fit(X, y)
 
 
 def test_a_huge_first_step_does_not_end_converged_at_the_start():
