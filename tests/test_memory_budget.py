@@ -6,7 +6,7 @@ import pytest
 from sklearn.model_selection import StratifiedKFold
 
 from hoag_shine import LogisticProblem, ShineLogisticRegressionCV, hoag
-from hoag_shine.inner import PairPlan, plan_pairs
+from hoag_shine.inner import PairPlan, default_maxcor, plan_pairs
 from hoag_shine.outer import HoagOptions
 from hoag_shine.outer.folds import Fold
 from conftest import make_classification_data
@@ -19,8 +19,8 @@ def _folds(n_folds=3):
             for tr, va in cv.split(X, y)]
 
 
-def _budgets(problems, maxcor=HoagOptions().maxcor):
-    """Budgets (MB) that give each storage plan (at ``maxcor``, the default's by default)."""
+def _budgets(problems, maxcor=30):
+    """Budgets (MB) that give each storage plan."""
     F, n = len(problems), problems[0].n_params
     mb = lambda b: b / 2**20  # noqa: E731
     return {"float64": 1024.0,
@@ -31,16 +31,31 @@ def _budgets(problems, maxcor=HoagOptions().maxcor):
 def test_budgets_pick_the_plans():
     problems = _folds()
     n = problems[0].n_params
-    plans = {k: plan_pairs(n, 30, 3, b) for k, b in _budgets(problems, 30).items()}
+    plans = {k: plan_pairs(n, 30, 3, b) for k, b in _budgets(problems).items()}
     assert plans["float64"] == (np.float64, 30, True, False)
     assert plans["float32"] == (np.float32, 30, False, False)
     assert plans["spill"] == (np.float32, 30, False, True)
 
 
+def test_default_memory_is_30_pairs_where_double_precision_fits_and_15_beyond():
+    problems = _folds()
+    F, n = len(problems), problems[0].n_params
+    fits = 2.5 * F * 30 * 16 * n / 2**20  # 30 pairs per fold, a trial's room, double
+    assert default_maxcor(n, F, fits) == 30 and default_maxcor(n, F, 0.99 * fits) == 15
+    assert plan_pairs(n, None, F, 0.99 * fits).maxcor == 15
+    assert HoagOptions().maxcor is None and ShineLogisticRegressionCV().maxcor is None
+    for budget, m in ((fits, 30), (0.99 * fits, 15)):
+        auto = hoag(problems, pairs_memory_mb=budget, max_iter=4)
+        asked = hoag(problems, pairs_memory_mb=budget, max_iter=4, maxcor=m)
+        assert all(mem.maxlen == m for mem, _ in auto.memory)
+        np.testing.assert_array_equal([r["alpha"] for r in auto.trace],
+                                      [r["alpha"] for r in asked.trace])
+
+
 def test_spilling_changes_nothing_and_single_precision_little():
     problems = _folds()
     budgets = _budgets(problems)
-    runs = {k: hoag(problems, pairs_memory_mb=b, max_iter=30, tol=1e-3)
+    runs = {k: hoag(problems, pairs_memory_mb=b, max_iter=30, tol=1e-3, maxcor=30)
             for k, b in budgets.items()}
     assert all(r.success for r in runs.values())  # (answers compared where they converged)
     # Spilled pairs are read back exactly: the very same path as in memory.
@@ -62,7 +77,7 @@ def test_parked_folds_follow_the_same_path(alpha0):
     problems = _folds()
     budgets = _budgets(problems)
     runs = {k: hoag(problems, np.array([alpha0]), pairs_memory_mb=budgets[k], max_iter=30,
-                    tol=1e-4, value_tol=0.0) for k in ("float32", "spill")}
+                    tol=1e-4, value_tol=0.0, maxcor=30) for k in ("float32", "spill")}
     trace = {k: r.trace for k, r in runs.items()}
     assert not all(r["accepted"] for r in trace["spill"]) or sum(
         r["n_hvp"] for r in trace["spill"]) > 0  # the paths this test is about
@@ -101,7 +116,7 @@ def test_single_precision_hypergradient_matches_double():
     big, small = 1024.0, _budgets(problems)["spill"]
     g = {}
     for key, b in (("f64", big), ("f32", small)):
-        res = hoag(problems, np.array([0.5]), pairs_memory_mb=b, max_iter=1)
+        res = hoag(problems, np.array([0.5]), pairs_memory_mb=b, max_iter=1, maxcor=30)
         g[key] = res.trace[0]["hypergradient"]
     np.testing.assert_allclose(g["f32"], g["f64"], rtol=1e-4)
 
@@ -110,8 +125,8 @@ def test_estimator_takes_the_budget():
     X, y = make_classification_data(200, 20, seed=1)
     n = 21
     tiny = 5 * 30 * 8 * n / 2**20 * 0.5  # spills, with fewer pairs in use
-    ref = ShineLogisticRegressionCV(cv=5).fit(X, y)
-    est = ShineLogisticRegressionCV(cv=5, pairs_memory_mb=tiny).fit(X, y)
+    ref = ShineLogisticRegressionCV(cv=5, maxcor=30).fit(X, y)
+    est = ShineLogisticRegressionCV(cv=5, maxcor=30, pairs_memory_mb=tiny).fit(X, y)
     assert np.log(est.C_) == pytest.approx(np.log(ref.C_), abs=0.1)
     with pytest.raises(ValueError, match="pairs_memory_mb"):
         ShineLogisticRegressionCV(pairs_memory_mb=0).fit(X, y)
@@ -127,7 +142,7 @@ def test_spill_files_are_closed_without_resource_warnings():
     problems = _folds()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = hoag(problems, pairs_memory_mb=_budgets(problems)["spill"], max_iter=4)
+        res = hoag(problems, pairs_memory_mb=_budgets(problems)["spill"], max_iter=4, maxcor=30)
         del res
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
@@ -148,7 +163,7 @@ def test_a_result_with_spilled_pairs_pickles_with_them():
     import pickle
 
     problems = _folds()
-    res = hoag(problems, pairs_memory_mb=_budgets(problems)["spill"], max_iter=3)
+    res = hoag(problems, pairs_memory_mb=_budgets(problems)["spill"], max_iter=3, maxcor=30)
     mem, _ = res.memory[1]
     assert mem.nbytes == 0  # spilled: on disk
     v = np.random.default_rng(0).standard_normal(problems[1].n_params)

@@ -17,8 +17,8 @@ from scipy.optimize import OptimizeResult
 
 from .._utils import SpillFile
 from ..hypergrad import ShineRefine, TruncatedCG, compute_hypergradient
-from ..inner import (DiagonalMetric, LbfgsMemory, PairPlan, get_inner_solver, metric_norm,
-                     newton_polish)
+from ..inner import (DiagonalMetric, LbfgsMemory, get_inner_solver, metric_norm,
+                     newton_polish, plan_pairs)
 from ..inner.solvers import warn_iteration_cap
 
 __all__ = ["Fold", "FoldBackward", "FoldForward"]
@@ -101,8 +101,8 @@ class Fold:
     options : HoagOptions
     pairs : PairPlan, default=None
         How the memory is stored (:func:`~hoag_shine.inner.plan_pairs`).
-        ``None``: ``options.maxcor`` pairs in double precision, a rejected
-        trial's memory rolled back.
+        ``None``: ``options.maxcor`` pairs (``None``: 30) in double precision,
+        a rejected trial's memory rolled back.
     memory : (LbfgsMemory, ndarray), default=None
         Pairs to start with and the log-penalties they are at (shifted to
         each solve's penalty). The fold works on them in place.
@@ -124,7 +124,7 @@ class Fold:
         self.norm_init = problem.gradient_scale(alpha)
         # (kept as constant head and short tail when it has that shape: no full copy)
         self.alpha0, self.h0 = alpha, DiagonalMetric(problem.inverse_hessian_guess(alpha))
-        self.plan = pairs or PairPlan(np.dtype(np.float64), options.maxcor, True, False)
+        self.plan = pairs or plan_pairs(problem.n_params, options.maxcor, 1, np.inf)
         self.memory, self.memory_alpha = _check_memory(memory, problem)
         self.trial = self.pending = None  # the trial solve; its backward pass when done
         self._parked, self._entries = SpillFile("hoag_shine_fold_"), None

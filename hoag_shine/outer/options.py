@@ -148,17 +148,12 @@ default="exponential"
         0.78).
     bounds : (float, float) or (array, array), default=(-12, 12)
         Box on the log-penalties ``alpha``; steps are projected onto it.
-    maxcor : int, default=15
-        Memory of the inner L-BFGS (the curvature pairs SHINE reuses). Each
-        inner iteration reads all ``2 * maxcor`` stored vectors twice, and on
-        many parameters that reading, not the data, sets the iteration's cost
-        (and, with ``n_jobs``, the workers share the memory bandwidth). 20news,
-        20 classes, ``n_jobs=2``, one run each side: 15 pairs 61.7 s and 1.76 GB
-        (seed 0), 50.5 s (seed 1) against 74.8 s and 2.33 GB, 68.2 s with 30
-        (serial 97.8 s against 92.2 s; test log-loss +0.06% and +0.3%); on 20
-        binary 20news splits, serial, the same time (geometric mean 6.95 s
-        against 7.43 s) and test log-loss. The benchmark figures
-        (``hoag-shine bench``) keep 30, the memory they were made with.
+    maxcor : int or None, default=None
+        Memory of the inner L-BFGS (the curvature pairs SHINE reuses).
+        ``None``: 30 pairs, or 15 where the folds' memories of 30 pairs do not
+        fit ``pairs_memory_mb`` in double precision (many parameters: there
+        the reading of the pairs sets an inner iteration's cost, see
+        :func:`~hoag_shine.inner.default_maxcor`).
     max_inner_iter : int, default=1000
         Iteration cap of each inner solve.
     step_rule : {"secant", "hoag"}, default="secant"
@@ -204,7 +199,7 @@ default="exponential"
         back exactly). With ``n_jobs``, the plan is the serial one (so that the
         answer is too) and each worker solves one of its folds at a time: the
         pairs in use are one memory per worker (20news, 20 classes, 2 workers:
-        2 x 0.3 GB). See :func:`~hoag_shine.inner.plan_pairs`.
+        2 x 0.3 GB, 15 pairs each). See :func:`~hoag_shine.inner.plan_pairs`.
     inner_solver : {"numpy", "scipy"}, default="numpy"
         The project's L-BFGS (starts from the carried pairs, supports OPA) or
         SciPy's L-BFGS-B (starts each solve with an empty memory).
@@ -235,7 +230,7 @@ default="exponential"
     eps0: float = 1e-2
     decay: float = 0.6
     bounds: Any = (-12.0, 12.0)
-    maxcor: int = 15
+    maxcor: Any = None
     max_inner_iter: int = 1000
     step_rule: str = "secant"
     step_growth: float = 0.95
@@ -340,7 +335,7 @@ _CONSTRAINTS = {
     "tol_schedule": [Options(*TOL_SCHEDULES), Callable()],
     "eps0": [Interval(_REAL, 0, 1, closed="neither")],
     "decay": [Interval(_REAL, 0, 1, closed="right")],
-    "maxcor": [Interval(_INT, 1, None)],
+    "maxcor": [Interval(_INT, 1, None), None],
     "max_inner_iter": [Interval(_INT, 1, None)],
     "step_rule": [Options("secant", "hoag")],
     "step_growth": [Interval(_REAL, 0, 1, closed="right")],
