@@ -350,9 +350,9 @@ def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver=
     abs_tol = tol * problem.gradient_scale(alpha)
     metric = problem.inverse_hessian_guess(alpha)
     fun_grad = lambda v: problem.inner_value_grad(v, alpha)  # noqa: E731
-    plan = plan_pairs(x.size, maxcor, 1, np.inf if pairs_memory_mb is None
-                      else pairs_memory_mb)
     if max_iter > 0:
+        plan = plan_pairs(x.size, maxcor, 1, np.inf if pairs_memory_mb is None
+                          else pairs_memory_mb)
         memory = LbfgsMemory(plan.maxcor, x.size, metric,
                              dtype=np.float32 if single_pairs else plan.dtype)
         inner = get_inner_solver(solver).solve(fun_grad, x, tol=abs_tol, max_iter=max_iter,
@@ -362,7 +362,8 @@ def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver=
         gnorm = metric_norm(g, metric)
         inner = InnerResult(x=x, fun=f, jac=g, grad_norm=gnorm, nit=0, nfev=1,
                             success=gnorm <= abs_tol, message="no L-BFGS iteration asked for",
-                            memory=LbfgsMemory(plan.maxcor, x.size), time=0.0)
+                            memory=LbfgsMemory(plan_pairs(x.size, maxcor, 1, np.inf).maxcor,
+                                               x.size), time=0.0)
     if polish and not inner.success:
         x, gnorm, n_steps = newton_polish(
             fun_grad, lambda v: problem.inner_hessp(v, alpha), inner.x, tol=abs_tol,
