@@ -209,8 +209,6 @@ def _loop(folds, steps, stopping, trace, alpha, opts, clock):
         failure = _failure(it, len(trace.records) == 1, trial)
         if failure is not None:
             return failure, clock
-        if not it.accepted and not steps.refresh:
-            stopping.repeat_eps()  # a shorter step, at the same tolerance
         trial = steps.next_alpha()
         reason, tighten = stopping.check(steps.step, steps.point,
                                          steps.predicted_decrease(trial))

@@ -41,12 +41,8 @@ class StepRule:
     not increase: ``G(alpha_t) <= G(alpha_k) + m``, with ``G = g(x) - z .
     grad_x h(x)`` (``z`` the backward vector of the last accepted point) and
     ``m = (eps_k + eps_t) |g(alpha_k)|``. A rejected step is undone: ``L``
-    doubles and the next moves stay within half the rejected one until one is
-    accepted. With ``"secant"`` a first rejection is followed by that shorter
-    step, solved at the same tolerance; a second in a row (and, with
-    ``"hoag"``, every rejection) by the accepted point solved again at the next
-    tolerance, since its value, from a looser solve, may be what the trials
-    failed against.
+    doubles, the accepted point is solved again at the next tolerance, and the
+    next moves stay within half the rejected one until one is accepted.
 
     The step is ``alpha_k - grad_k / L`` projected onto the bounds. The first
     ``L`` is ``||grad_0|| / (sqrt(n_hyper) first_step)``; then ``"secant"``
@@ -75,7 +71,6 @@ class StepRule:
         self.step = None  # the accepted move of the last iteration (None: not a move)
         self.refresh = False  # re-solve the last accepted point at a tighter tolerance
         self.trust = None  # half the last rejected move: the next moves stay within it
-        self.rejections = 0  # rejected trials since the last accepted one
         self._trial = None
 
     @property
@@ -116,25 +111,18 @@ class StepRule:
             self.L *= opts.step_growth
         if step is not None:
             self.trust = None
-        self.step, self.refresh, self.rejections = step, False, 0
+        self.step, self.refresh = step, False
 
     def reject(self):
-        """Undo the trial: shorter steps, within half the rejected one until one is
-        accepted (the hypergradient at the point solved again can be larger, and
-        its step with it: on 20 newsgroups three trials in a row went past the
-        optimum). After a second rejection in a row (``"hoag"``: after each) the
-        accepted point is solved again first (``refresh``). A first one tries the
-        shorter step at once: the accepted point solved again costs as much as a
-        trial at the tighter tolerance and was, on 20news splits 5 and 18, the
-        slowest solve of the fit (17.3 s -> 7.4 s and 12.8 s -> 7.0 s, serial;
-        the other 18 of 20 splits have no rejection)."""
+        """Undo the trial: shorter steps, and the accepted point solved again. The
+        next moves stay within half the rejected one until one is accepted (the
+        hypergradient at the point solved again can be larger, and its step with
+        it: on 20 newsgroups three trials in a row went past the optimum)."""
         self.L *= 2.0
         if self._trial is not None and self.point is not None:
             move = float(np.max(np.abs(self._trial - self.point.alpha)))
             self.trust = move / 2 if self.trust is None else min(self.trust, move / 2)
-        self.rejections += 1
-        again = self.rejections >= 2 or self.options.step_rule == "hoag"
-        self.step, self.refresh = None, again
+        self.step, self.refresh = None, True
 
     def next_alpha(self):
         """The next trial point: the accepted point again (refresh) or a step from it."""

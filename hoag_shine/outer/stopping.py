@@ -267,11 +267,6 @@ class StoppingRule:
         self.k_eps += 1
         return eps
 
-    def repeat_eps(self) -> None:
-        """The next inner solve at the tolerance of the last one."""
-        if not self.polishing and self.k_eps > 0:
-            self.k_eps -= 1
-
     def check(self, step, base, predicted=None):
         """``(reason, tighten)`` after an iteration.
 
