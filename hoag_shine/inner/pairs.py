@@ -253,8 +253,14 @@ def default_maxcor(n_params: int, n_memories: int = 1, budget_mb: float = np.inf
     -------
     maxcor : int
     """
-    fits = 2.5 * n_memories * LARGE_MAXCOR * 16.0 * n_params <= float(budget_mb) * 2.0**20
+    fits = _fits_double(n_params, LARGE_MAXCOR, n_memories, float(budget_mb) * 2.0**20)
     return LARGE_MAXCOR if fits else SMALL_MAXCOR
+
+
+def _fits_double(n_params, maxcor, n_memories, budget_bytes) -> bool:
+    """Whether the memories fit in double precision, with room for a trial's pairs
+    beside the accepted ones (a trial holds up to 2.5 maxcor pairs)."""
+    return 2.5 * n_memories * maxcor * 16.0 * n_params <= budget_bytes
 
 
 def plan_pairs(n_params: int, maxcor: int | None, n_memories: int = 1,
@@ -288,10 +294,10 @@ def plan_pairs(n_params: int, maxcor: int | None, n_memories: int = 1,
     if maxcor is None:
         maxcor = default_maxcor(n_params, n_memories, budget_mb)
     budget = float(budget_mb) * 2.0**20
-    pair64, pair32 = 16.0 * n_params, 8.0 * n_params
+    pair32 = 8.0 * n_params
     f64, f32 = np.dtype(np.float64), np.dtype(np.float32)
     total = n_memories * maxcor
-    if 2.5 * total * pair64 <= budget:  # (a trial holds up to 2.5 maxcor pairs)
+    if _fits_double(n_params, maxcor, n_memories, budget):
         return PairPlan(f64, int(maxcor), True, False)
     if 2.5 * total * pair32 <= budget:
         return PairPlan(f32, int(maxcor), True, False)

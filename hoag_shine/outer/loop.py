@@ -20,8 +20,8 @@ import numpy as np
 
 from .._utils import single_thread_blas
 from ..hypergrad import compute_hypergradient, get_strategy
-from ..inner import (InnerResult, LbfgsMemory, get_inner_solver, metric_norm, newton_polish,
-                     plan_pairs)
+from ..inner import (InnerResult, LbfgsMemory, default_maxcor, get_inner_solver, metric_norm,
+                     newton_polish, plan_pairs)
 from .folds import FoldSet
 from .options import HoagOptions
 from .scan import coarse_scan
@@ -362,8 +362,8 @@ def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver=
         gnorm = metric_norm(g, metric)
         inner = InnerResult(x=x, fun=f, jac=g, grad_norm=gnorm, nit=0, nfev=1,
                             success=gnorm <= abs_tol, message="no L-BFGS iteration asked for",
-                            memory=LbfgsMemory(plan_pairs(x.size, maxcor, 1, np.inf).maxcor,
-                                               x.size), time=0.0)
+                            memory=LbfgsMemory(default_maxcor(x.size) if maxcor is None
+                                               else maxcor, x.size), time=0.0)
     if polish and not inner.success:
         x, gnorm, n_steps = newton_polish(
             fun_grad, lambda v: problem.inner_hessp(v, alpha), inner.x, tol=abs_tol,
