@@ -333,6 +333,52 @@ def test_predicted_decrease_stops_after_two_flat_points():
     assert all(rule.check(step, base, predicted=0.0) == (None, False) for _ in range(3))
 
 
+def test_a_rejected_trial_within_tol_is_a_step_stop():
+    """A trial that moved alpha by at most tol and was rejected stops the loop as an
+    accepted step of that length would: no point within tol along the descent
+    direction is better than the accepted one."""
+    from hoag_shine import HoagOptions
+    from hoag_shine.outer.steps import Point, StepRule
+    from hoag_shine.outer.stopping import StoppingRule, StopReason
+
+    base = Point(alpha=np.zeros(1), value=100.0, value_c=100.0, grad=np.ones(1), eps=1e-2)
+    rule = StoppingRule(HoagOptions(tol=0.01, value_tol=0))
+    assert rule.check(None, base, rejected=0.02) == (None, False)  # a longer trial: go on
+    assert rule.check(None, base, rejected=0.01) == (StopReason.STEP, False)
+    assert StoppingRule(HoagOptions(tol=0, value_tol=0)).check(None, base, rejected=1e-9) \
+        == (None, False)  # tol=0 disables it
+    # The step rule measures the rejected move (max-norm) and forgets it on acceptance.
+    opts = HoagOptions()
+    steps = StepRule(opts, np.full(2, -10.0), np.full(2, 10.0))
+    steps.point, steps.L = Point(np.zeros(2), 1.0, 1.0, np.array([1.0, -3.0]), 1e-2), 100.0
+    trial = steps.next_alpha()
+    steps.reject()
+    assert steps.rejected == pytest.approx(np.max(np.abs(trial))) == pytest.approx(0.03)
+    assert steps.refresh and steps.step is None
+
+
+def test_a_loop_ends_on_a_rejected_trial_within_tol():
+    # SHINE's hypergradients with a fast step growth: near the optimum a trial of
+    # 0.03 (under tol) is rejected, and the loop ends there, at the last accepted
+    # point (without the rule it solved two more points, 0.003 from it).
+    X, y = make_classification_data(300, 40, seed=3, noise=1.0)
+    prob = LogisticProblem(*split(X, y, 200))
+    tol = 0.05
+    res = hoag(prob, [4.0], hypergradient="shine", max_iter=60, tol=tol, value_tol=0,
+               step_growth=0.6, step_rule="hoag", polish_tol=0)
+    tr = res.trace
+    assert not tr[-1]["accepted"], "this setting must end on a rejected trial"
+    base = [r for r in tr if r["accepted"]][-1]
+    np.testing.assert_array_equal(res.alpha, base["alpha"])
+    assert res.stop.reason.name == "STEP" and res.success
+    assert np.max(np.abs(tr[-1]["alpha"] - base["alpha"])) <= tol
+    # No rejected trial before the last moved by at most tol.
+    for i, r in enumerate(tr[:-1]):
+        if not r["accepted"]:
+            before = [b for b in tr[:i] if b["accepted"]][-1]
+            assert np.max(np.abs(r["alpha"] - before["alpha"])) > tol
+
+
 def test_rewording_every_message_changes_no_result(monkeypatch):
     # Stops are values; words are made from them once. Replacing every message by
     # nonsense leaves every decision (and so every result) as it was.

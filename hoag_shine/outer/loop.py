@@ -211,7 +211,8 @@ def _loop(folds, steps, stopping, trace, alpha, opts, clock):
             return failure, clock
         trial = steps.next_alpha()
         reason, tighten = stopping.check(steps.step, steps.point,
-                                         steps.predicted_decrease(trial))
+                                         steps.predicted_decrease(trial),
+                                         None if it.accepted else steps.rejected)
         if tighten:
             steps.refresh, trial = True, steps.point.alpha
         elif (reason is not None and converged is None

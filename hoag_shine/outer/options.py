@@ -99,7 +99,9 @@ class HoagOptions:
         included).
     tol : float, default=1e-2
         Stop when an accepted step moves ``alpha`` by at most ``tol``
-        (max-norm, log scale: ``C`` by about 1%).
+        (max-norm, log scale: ``C`` by about 1%), or when a trial of at most
+        ``tol`` is rejected (the accepted point stands: nothing within ``tol``
+        along the descent direction is better).
     value_tol : float, default=3e-4
         Also stop when the outer value has settled: the last accepted value is
         lower than the one ``patience`` iterations earlier by at most

@@ -71,6 +71,7 @@ class StepRule:
         self.step = None  # the accepted move of the last iteration (None: not a move)
         self.refresh = False  # re-solve the last accepted point at a tighter tolerance
         self.trust = None  # half the last rejected move: the next moves stay within it
+        self.rejected = None  # the max-norm move of the trial just rejected (None: none)
         self._trial = None
 
     @property
@@ -111,7 +112,7 @@ class StepRule:
             self.L *= opts.step_growth
         if step is not None:
             self.trust = None
-        self.step, self.refresh = step, False
+        self.step, self.refresh, self.rejected = step, False, None
 
     def reject(self):
         """Undo the trial: shorter steps, and the accepted point solved again. The
@@ -119,9 +120,11 @@ class StepRule:
         hypergradient at the point solved again can be larger, and its step with
         it: on 20 newsgroups three trials in a row went past the optimum)."""
         self.L *= 2.0
+        self.rejected = None
         if self._trial is not None and self.point is not None:
             move = float(np.max(np.abs(self._trial - self.point.alpha)))
             self.trust = move / 2 if self.trust is None else min(self.trust, move / 2)
+            self.rejected = move
         self.step, self.refresh = None, True
 
     def next_alpha(self):

@@ -23,7 +23,7 @@ __all__ = ["BoundWarning", "Stop", "StopReason", "StoppingRule", "Wording", "des
 class StopReason(enum.Enum):
     """Why an outer loop stopped; ``status`` is :class:`~hoag_shine.HoagResult`'s code."""
 
-    STEP = 0  #: an accepted step moved alpha by at most tol
+    STEP = 0  #: an accepted step moved alpha by at most tol, or a trial that did was rejected
     VALUE = 1  #: the outer value decreased by at most value_tol over patience iterations
     PREDICTED = 2  #: the next steps promise at most value_tol (secant model)
     ZERO_GRADIENT = 3  #: the hypergradient is exactly zero
@@ -228,7 +228,12 @@ class StoppingRule:
 
     Tests, after each iteration:
 
-    * ``tol``: the accepted step moved ``alpha`` by at most ``tol`` (max-norm);
+    * ``tol``: the accepted step moved ``alpha`` by at most ``tol`` (max-norm), or
+      a trial that did was rejected: nothing within ``tol`` along the descent
+      direction is better than the accepted point (without this test, near an
+      optimum whose values the inexact solves blur, the loop went on solving
+      the accepted point again and rejecting ever shorter trials: 20news with
+      ``cv=10``, seed 1, two outer iterations and 7 s of 39 s, same ``C_``);
     * ``value_tol``, observed: the last accepted outer value is lower than the
       one ``patience`` iterations earlier by at most ``value_tol`` times its
       magnitude;
@@ -267,11 +272,12 @@ class StoppingRule:
         self.k_eps += 1
         return eps
 
-    def check(self, step, base, predicted=None):
+    def check(self, step, base, predicted=None, rejected=None):
         """``(reason, tighten)`` after an iteration.
 
         ``predicted`` is the decrease of the outer value the next step promises
-        (``None``: no curvature estimate yet).
+        (``None``: no curvature estimate yet); ``rejected`` the max-norm move of
+        the trial this iteration rejected (``None``: none was).
 
         ``reason`` is a :class:`StopReason` to stop for (``None``: go on); ``tighten`` means
         a stop came before the solves were tight enough to trust it: the
@@ -280,6 +286,8 @@ class StoppingRule:
         opts = self.options
         stop = None
         if step is not None and np.max(np.abs(step)) <= self.tol:
+            stop = StopReason.STEP
+        elif rejected is not None and rejected <= self.tol:
             stop = StopReason.STEP
         values = self.accepted_values
         if values and base.value - values[-1] > self.value_tol * abs(base.value):
