@@ -82,11 +82,11 @@ def _estimator(row, y_train, seed, C_split, params=None):
     params = params or {}
     if row == "shine-split":
         return ShineLogisticRegressionCV(cv=_predefined(y_train, seed), **params)
-    if row == "shine-cv5":
-        return ShineLogisticRegressionCV(cv=5, **params)
+    if row == "shine-cv5":  # (params may replace a row's own settings: {"cv": 10})
+        return ShineLogisticRegressionCV(**{"cv": 5, **params})
     if row in ("shine-cv5-j2", "shine-cv5-j2-threads", "shine-cv5-j2-notebook",
                "shine-cv5-j2-notebook-2nd"):
-        return ShineLogisticRegressionCV(cv=5, n_jobs=2, **params)
+        return ShineLogisticRegressionCV(**{"cv": 5, "n_jobs": 2, **params})
     if row in ("lrcv-j2", "lrcv-j2-1blas", "lrcv-j2-notebook-2nd"):
         return LogisticRegressionCV(cv=5, scoring="neg_log_loss", n_jobs=2)
     if row == "shine-cg":
@@ -285,7 +285,8 @@ def add_protocol_arguments(parser):
                         "20news, 0.3 on breast-cancer and digits)")
     parser.add_argument("--params", type=json.loads, default=None,
                         help="JSON object of extra ShineLogisticRegressionCV parameters for "
-                        "the shine rows, e.g. '{\"maxcor\": 10}'")
+                        "the shine rows, e.g. '{\"maxcor\": 10}' (they may replace a row's own: "
+                        "'{\"cv\": 10}')")
     parser.add_argument("--data-home", help="dataset cache (default: $HOAG_SHINE_DATA, "
                         "~/hoag_shine_data, or scikit-learn's ~/scikit_learn_data)")
     parser.add_argument("--row-timeout", type=float, default=3600.0,

@@ -63,3 +63,12 @@ def test_code_fingerprint_sees_the_package(tmp_path, monkeypatch):
     one = seeds_bench.code_fingerprint()
     (pkg / "__init__.py").write_text("x = 2\n")
     assert seeds_bench.code_fingerprint() != one != before
+
+
+def test_params_add_to_or_replace_a_shine_rows_settings():
+    estimator_speed = load_benchmark("benchmarks/estimator_speed.py")
+    y = [0, 1] * 10
+    est = estimator_speed._estimator("shine-cv5-j2", y, 0, None, {"cv": 10, "maxcor": 7})
+    assert (est.cv, est.n_jobs, est.maxcor) == (10, 2, 7)
+    est = estimator_speed._estimator("shine-cv5", y, 0, None, None)
+    assert (est.cv, est.n_jobs) == (5, None)
