@@ -120,7 +120,8 @@ def run_scheme(split, scheme: dict, *, fit_intercept=False, max_time=None):
         alpha0 = np.broadcast_to(params.pop("alpha0", 0.0), (problem.n_hyper,))
         params.setdefault("tol", 0.0)  # a benchmark runs its budget
         params.setdefault("value_tol", 0.0)
-        params.setdefault("maxcor", 30)  # the memory the figures were made with
+        params.setdefault("maxcor", 30)  # the memory the figures were made with,
+        params.setdefault("pairs_precision", "double")  # in double precision
         if "bounds" in params:
             params["bounds"] = tuple(params["bounds"])
         res = hoag(problem, alpha0, **params, **common)

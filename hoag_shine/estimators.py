@@ -360,6 +360,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, _LinearClassifierOutputs, _Hoag
         scan_step=_D.scan_step,
         warm_memory=_D.warm_memory,
         pairs_memory_mb=_D.pairs_memory_mb,
+        pairs_precision=_D.pairs_precision,
         inner_solver=_D.inner_solver,
         max_time=_D.max_time,
         n_jobs=_D.n_jobs,
@@ -399,6 +400,7 @@ class ShineLogisticRegressionCV(ClassifierMixin, _LinearClassifierOutputs, _Hoag
         self.scan_step = scan_step
         self.warm_memory = warm_memory
         self.pairs_memory_mb = pairs_memory_mb
+        self.pairs_precision = pairs_precision
         self.inner_solver = inner_solver
         self.max_time = max_time
         self.n_jobs = n_jobs
@@ -570,6 +572,7 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         scan_step=_D.scan_step,
         warm_memory=_D.warm_memory,
         pairs_memory_mb=_D.pairs_memory_mb,
+        pairs_precision=_D.pairs_precision,
         inner_solver=_D.inner_solver,
         max_time=_D.max_time,
         n_jobs=_D.n_jobs,
@@ -608,6 +611,7 @@ class ShineRidgeCV(RegressorMixin, _HoagCV):
         self.scan_step = scan_step
         self.warm_memory = warm_memory
         self.pairs_memory_mb = pairs_memory_mb
+        self.pairs_precision = pairs_precision
         self.inner_solver = inner_solver
         self.max_time = max_time
         self.n_jobs = n_jobs

@@ -204,3 +204,33 @@ def test_a_large_final_fit_keeps_its_pairs_in_single_precision(monkeypatch):
     small = LogisticProblem(X[:, :500], y, X[:1, :500], y[:1], fit_intercept=True)
     final_fit(small, None, alpha, HoagOptions(), 1e-6)
     assert dtypes[-1] == np.dtype(np.float64)
+    # (and pairs_precision="double" keeps double precision for the large one)
+    final_fit(problem, None, alpha, HoagOptions(pairs_precision="double"), 1e-6)
+    assert dtypes[-1] == np.dtype(np.float64)
+
+
+def test_pairs_precision_auto_is_single_from_ten_thousand_parameters():
+    from hoag_shine.datasets import make_sparse_classification
+    from hoag_shine.inner import SINGLE_PAIRS_MIN_PARAMS, single_precision
+
+    n = SINGLE_PAIRS_MIN_PARAMS
+    assert single_precision("auto", n) and not single_precision("auto", n - 1)
+    assert single_precision("single", 10) and not single_precision("double", 10**7)
+    # single=True skips double precision where it would fit, keeping the rollback.
+    assert plan_pairs(n, 30, 5, 1024.0) == (np.float64, 30, True, False)
+    assert plan_pairs(n, 30, 5, 1024.0, single=True) == (np.float32, 30, True, False)
+    # The folds' memories follow it: a problem of n parameters (n - 1 features and
+    # the intercept) and one of fewer.
+    X, y = make_sparse_classification(300, n - 1, density=0.02, random_state=0)
+    for n_features, precision, dtype in ((n - 1, "auto", np.float32),
+                                         (n - 1, "double", np.float64),
+                                         (500, "auto", np.float64),
+                                         (500, "single", np.float32)):
+        folds = [LogisticProblem(X[:200, :n_features], y[:200], X[200:, :n_features], y[200:],
+                                 fit_intercept=True),
+                 LogisticProblem(X[100:, :n_features], y[100:], X[:100, :n_features], y[:100],
+                                 fit_intercept=True)]
+        res = hoag(folds, [-1.0], max_iter=2, pairs_precision=precision)
+        assert all(mem.dtype == dtype for mem, _ in res.memory), (n_features, precision)
+    with pytest.raises(ValueError, match="pairs_precision"):
+        ShineLogisticRegressionCV(pairs_precision="half").fit(X[:, :5].toarray(), y)

@@ -16,11 +16,13 @@ solver built on its way to the solution. This package provides
 
 from .memory import LbfgsMemory
 from .metric import DiagonalMetric, constant_head, metric_norm
-from .pairs import PairPlan, PairStore, default_maxcor, plan_pairs
+from .pairs import (PAIRS_PRECISIONS, SINGLE_PAIRS_MIN_PARAMS, PairPlan, PairStore, default_maxcor,
+                    plan_pairs, single_precision)
 from .solvers import (INNER_SOLVERS, InnerResult, InnerSolver, NumpyLbfgs, ScipyLbfgs,
                       get_inner_solver, minimize_lbfgs, minimize_lbfgs_numpy, newton_polish)
 
 __all__ = ["DiagonalMetric", "INNER_SOLVERS", "InnerResult", "InnerSolver", "LbfgsMemory",
            "NumpyLbfgs", "PairPlan", "PairStore", "ScipyLbfgs", "constant_head", "default_maxcor",
            "get_inner_solver", "metric_norm", "minimize_lbfgs", "minimize_lbfgs_numpy",
-           "newton_polish", "plan_pairs"]
+           "newton_polish", "plan_pairs", "single_precision", "PAIRS_PRECISIONS",
+           "SINGLE_PAIRS_MIN_PARAMS"]

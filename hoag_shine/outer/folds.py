@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..inner import LbfgsMemory, plan_pairs
+from ..inner import LbfgsMemory, plan_pairs, single_precision
 from .fold import Fold, FoldBackward, FoldForward
 from .trace import HoagResult
 from .workers import make_runner
@@ -102,7 +102,8 @@ class FoldSet:
         if runner is None:
             x0s, memories = start_memories(x0, len(problems), take_pairs)
             n_params = max(p.n_params for p in problems)
-            plan = plan_pairs(n_params, options.maxcor, len(problems), options.pairs_memory_mb)
+            plan = plan_pairs(n_params, options.maxcor, len(problems), options.pairs_memory_mb,
+                              single_precision(options.pairs_precision, n_params))
             specs = [(p, alpha, x, options, plan, m)
                      for p, x, m in zip(problems, x0s, memories)]
             runner = make_runner(specs, options)

@@ -17,6 +17,7 @@ import numpy as np
 from joblib import effective_n_jobs
 from sklearn.exceptions import ConvergenceWarning
 
+from ..inner import SINGLE_PAIRS_MIN_PARAMS, single_precision  # noqa: F401 (re-exported)
 from ..problems._threads import threaded_products
 from .loop import fit_inner, run_hoag
 from .stopping import StopReason, describe
@@ -35,17 +36,6 @@ PER_CLASS_REFINE = 10
 #: Final fits whose parameters times samples are at most this are polished by
 #: Newton steps (a few milliseconds there; 1.4 s on digits' 649 x 1257).
 POLISH_MAX_SIZE = 100_000
-
-#: Final fits of at least this many parameters keep their L-BFGS pairs in single
-#: precision, whatever the budget: one solve at a fixed penalty, whose products
-#: (memory-bound over long vectors) read half the bytes. 20news binary (130,108
-#: parameters, 121 iterations from zero): 1.93 s -> 1.51 s, the same number of
-#: iterations, test log-loss 0.118164 -> 0.118179 (both stop at ``final_tol``). The
-#: search's solves keep the plan's precision: there rounding changes the outer
-#: path: over ten 20news splits single precision moved every split's ``C_``, and
-#: its time by 0.58x to 1.83x (0.93x in geometric mean).
-SINGLE_PAIRS_MIN_PARAMS = 10_000
-
 
 @dataclass
 class Tuning:
@@ -163,15 +153,19 @@ def _per_class_options(options, first):
 def final_fit(problem, x0, alpha, options, final_tol) -> np.ndarray:
     """The inner solution at ``alpha`` to relative tolerance ``final_tol`` (small
     problems then polished by Newton steps to machine precision, so that the model
-    does not depend on the solver's path; large ones with their pairs in single
-    precision, :data:`SINGLE_PAIRS_MIN_PARAMS`). Warns when it stopped far above
-    the tolerance."""
+    does not depend on the solver's path; its pairs in the precision
+    ``options.pairs_precision`` asks for: ``"auto"``, single from
+    :data:`~hoag_shine.inner.SINGLE_PAIRS_MIN_PARAMS` parameters: one solve at a
+    fixed penalty whose products read half the bytes, 20news binary 1.93 s -> 1.51 s,
+    the same iterations, test log-loss 0.118164 -> 0.118179). Warns when it stopped
+    far above the tolerance."""
     # (with n_jobs > 1, its products on that many threads: the folds' workers are done)
     with threaded_products(problem, effective_n_jobs(options.n_jobs)):
         res = fit_inner(problem, alpha, tol=final_tol, x0=x0, maxcor=options.maxcor,
                         max_iter=max(10 * options.max_inner_iter, 1000), solver="numpy",
                         pairs_memory_mb=options.pairs_memory_mb,
-                        single_pairs=problem.n_params >= SINGLE_PAIRS_MIN_PARAMS)
+                        single_pairs=single_precision(options.pairs_precision,
+                                                      problem.n_params))
     if _small(problem):
         res = fit_inner(problem, alpha, tol=1e-14, x0=res.x, max_iter=0, polish=True)
     tol = final_tol * problem.gradient_scale(alpha)
