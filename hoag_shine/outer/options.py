@@ -193,8 +193,8 @@ default="exponential"
     pairs_memory_mb : float, default=1024
         Memory, in MB, that the inner solvers' curvature pairs of all folds may
         take together (with many parameters, the largest part of a fit's
-        memory: ``2 * maxcor`` vectors per fold). Within it the pairs are kept
-        in double precision; beyond it in single precision (products accurate
+        memory: ``2 * maxcor`` vectors per fold). Within it, the precision
+        ``pairs_precision`` asks; beyond it single precision (products accurate
         to ~1e-6, scale-free); and when even that is too much, the pairs of the
         folds at rest wait in temporary files while one fold is solved (read
         back exactly). With ``n_jobs`` the plan is the serial one (so is the
