@@ -180,7 +180,8 @@ def test_a_large_final_fit_keeps_its_pairs_in_single_precision(monkeypatch):
 
     import hoag_shine.outer.loop as loop
     from hoag_shine.datasets import make_sparse_classification
-    from hoag_shine.outer.tune import SINGLE_PAIRS_MIN_PARAMS, final_fit
+    from hoag_shine.inner import SINGLE_PAIRS_MIN_PARAMS
+    from hoag_shine.outer.tune import final_fit
 
     X, y = make_sparse_classification(400, SINGLE_PAIRS_MIN_PARAMS, density=0.01,
                                       random_state=0)

@@ -353,9 +353,8 @@ def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver=
     fun_grad = lambda v: problem.inner_value_grad(v, alpha)  # noqa: E731
     if max_iter > 0:
         plan = plan_pairs(x.size, maxcor, 1, np.inf if pairs_memory_mb is None
-                          else pairs_memory_mb)
-        memory = LbfgsMemory(plan.maxcor, x.size, metric,
-                             dtype=np.float32 if single_pairs else plan.dtype)
+                          else pairs_memory_mb, single=single_pairs)
+        memory = LbfgsMemory(plan.maxcor, x.size, metric, dtype=plan.dtype)
         inner = get_inner_solver(solver).solve(fun_grad, x, tol=abs_tol, max_iter=max_iter,
                                                memory=memory, h0=metric, gnorm_weights=metric)
     else:  # no L-BFGS iteration: Newton steps only (polish) or an evaluation

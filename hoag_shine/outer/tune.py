@@ -17,7 +17,7 @@ import numpy as np
 from joblib import effective_n_jobs
 from sklearn.exceptions import ConvergenceWarning
 
-from ..inner import SINGLE_PAIRS_MIN_PARAMS, single_precision  # noqa: F401 (re-exported)
+from ..inner import single_precision
 from ..problems._threads import threaded_products
 from .loop import fit_inner, run_hoag
 from .stopping import StopReason, describe
