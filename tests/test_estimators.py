@@ -394,3 +394,32 @@ def test_ridge_bad_input_messages():
         ShineRidgeCV(cv="holdout", validation_fraction=0.9).fit(X[:2], y[:2])
     with pytest.raises(ValueError, match="cross-validation split failed"):
         ShineRidgeCV(cv=100).fit(X, y)
+
+
+def test_the_final_fit_on_sparse_data_is_preconditioned_apart_from_the_search(
+        monkeypatch):
+    """The final fit's L-BFGS starts from ``preconditioner_guess`` (sparse: the mean of
+    the coarse and Jacobi guesses), and its answer is scikit-learn's at the same ``C``."""
+    from hoag_shine.outer import tune as tune_module
+
+    rng = np.random.default_rng(0)
+    freq = np.minimum(0.5, 2.0 / np.arange(1, 801) ** 0.8)  # word-like column frequencies
+    X = sp.csr_matrix((rng.random((300, 800)) < freq) * rng.random((300, 800)))
+    m = X @ (2 * rng.normal(size=800))
+    y = (m > np.median(m)).astype(int)
+    seen = []
+    real = tune_module.fit_inner
+
+    def spy(problem, alpha, **kw):
+        seen.append((problem, alpha, kw.get("preconditioner")))
+        return real(problem, alpha, **kw)
+
+    monkeypatch.setattr(tune_module, "fit_inner", spy)
+    est = ShineLogisticRegressionCV(cv=3, final_tol=1e-8).fit(X, y)
+    problem, alpha, metric = seen[0]
+    assert problem.X_train.shape[0] == 300  # the final fit, on all the rows
+    np.testing.assert_allclose(metric, np.sqrt(problem.scale_guess(alpha)
+                                               * problem.jacobi_guess(alpha)))
+    assert np.ptp(metric[:-1]) > 0 and np.ptp(problem.inverse_hessian_guess(alpha)[:-1]) == 0
+    ref = LogisticRegression(C=float(np.ravel(est.C_)[0]), tol=1e-12, max_iter=100_000).fit(X, y)
+    np.testing.assert_allclose(est.coef_, ref.coef_, rtol=1e-4, atol=1e-6 * np.abs(ref.coef_).max())

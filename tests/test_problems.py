@@ -235,3 +235,47 @@ def test_an_unpickled_problem_realigns_arrays_that_arrive_at_any_byte():
         alpha = np.array([-1.0])
         np.testing.assert_array_equal(prob.inner_value_grad(x, alpha)[1],
                                       back.inner_value_grad(x, alpha)[1])
+
+
+def _word_counts(n=600, p=2000, seed=0):
+    """Sparse data whose columns occur with power-law frequencies (as words do)."""
+    rng = np.random.default_rng(seed)
+    freq = np.minimum(0.5, 2.0 / np.arange(1, p + 1) ** 0.8)
+    X = sp.csr_matrix((rng.random((n, p)) < freq) * rng.random((n, p)))
+    m = X @ (2 * rng.normal(size=p)) + 0.5 * rng.normal(size=n)
+    return X, (m > np.median(m)).astype(int)
+
+
+def test_preconditioner_guess_is_the_mean_of_the_coarse_and_jacobi_guesses_on_sparse_data():
+    X, y = _word_counts()
+    alpha = np.array([-np.log(10.0)])
+    sparse = LogisticProblem(X, y, X[:1], y[:1], fit_intercept=True)
+    d = sparse.preconditioner_guess(alpha)
+    expected = np.sqrt(sparse.scale_guess(alpha) * sparse.jacobi_guess(alpha))
+    np.testing.assert_allclose(d, expected, rtol=1e-14)
+    assert np.ptp(d[:-1]) > 0  # one entry per feature, unlike the coarse guess
+    assert np.ptp(sparse.inverse_hessian_guess(alpha)[:-1]) == 0
+    dense = LogisticProblem(X.toarray(), y, X[:1].toarray(), y[:1], fit_intercept=True)
+    np.testing.assert_array_equal(dense.preconditioner_guess(alpha),
+                                  dense.inverse_hessian_guess(alpha))
+
+
+@pytest.mark.parametrize("C", [1.0, 10.0, 100.0])
+def test_fit_inner_with_a_preconditioner_stops_in_its_own_metric_near_sklearn(C):
+    from sklearn.linear_model import LogisticRegression
+    from hoag_shine.outer import fit_inner
+
+    X, y = _word_counts()
+    prob = LogisticProblem(X, y, X[:1], y[:1], fit_intercept=True)
+    alpha = np.array([-np.log(C)])
+    res = fit_inner(prob, alpha, tol=1e-6, solver="numpy",
+                    preconditioner=prob.preconditioner_guess(alpha))
+    d = prob.inverse_hessian_guess(alpha)  # the stopping test's metric, whatever the start
+    g0 = prob.inner_value_grad(prob.initial_x(), alpha)[1]
+    g = prob.inner_value_grad(res.x, alpha)[1]
+    assert res.success
+    assert np.sqrt(g @ (d * g)) <= 1e-6 * np.sqrt(g0 @ (d * g0))
+    # the same model as scikit-learn's (penalty weight exp(alpha) = 1 / C), solved tightly
+    ref = LogisticRegression(C=C, tol=1e-12, max_iter=100_000).fit(X, y)
+    x_ref = np.r_[ref.coef_.ravel(), ref.intercept_]
+    assert np.linalg.norm(res.x - x_ref) <= 1e-4 * np.linalg.norm(x_ref)
