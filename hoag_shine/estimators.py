@@ -78,8 +78,11 @@ _SHARED_DOC = "\n" + parameter_docs(HoagOptions.__doc__, _HOAG_PARAMS) + """\
         the chosen penalty.
     final_tol : float, default=1e-4
         Relative gradient tolerance of the final fit(s): ``||grad|| <=
-        final_tol * ||grad(0)||``. Small problems (parameters times samples at
-        most 100,000) are then polished by Newton steps to machine precision.
+        final_tol * ||grad(0)||``, in the diagonal metric its L-BFGS is
+        preconditioned by (binary problems on sparse data: the geometric mean of
+        a coarse and a Jacobi guess of the inverse Hessian's diagonal). Small
+        problems (parameters times samples at most 100,000) are then polished by
+        Newton steps to machine precision.
     random_state : int, RandomState instance or None, default=None
         Seeds the hold-out split of ``cv="holdout"``.
     verbose : int, default=0

@@ -398,7 +398,7 @@ def test_ridge_bad_input_messages():
 
 def test_the_final_fit_on_sparse_data_is_preconditioned_apart_from_the_search(
         monkeypatch):
-    """The final fit's L-BFGS starts from ``preconditioner_guess`` (sparse: the mean of
+    """The final fit solves and measures in ``preconditioner_guess`` (sparse: the mean of
     the coarse and Jacobi guesses), and its answer is scikit-learn's at the same ``C``."""
     from hoag_shine.outer import tune as tune_module
 
@@ -411,7 +411,7 @@ def test_the_final_fit_on_sparse_data_is_preconditioned_apart_from_the_search(
     real = tune_module.fit_inner
 
     def spy(problem, alpha, **kw):
-        seen.append((problem, alpha, kw.get("preconditioner")))
+        seen.append((problem, alpha, kw.get("metric")))
         return real(problem, alpha, **kw)
 
     monkeypatch.setattr(tune_module, "fit_inner", spy)

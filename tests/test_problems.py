@@ -261,20 +261,20 @@ def test_preconditioner_guess_is_the_mean_of_the_coarse_and_jacobi_guesses_on_sp
 
 
 @pytest.mark.parametrize("C", [1.0, 10.0, 100.0])
-def test_fit_inner_with_a_preconditioner_stops_in_its_own_metric_near_sklearn(C):
+def test_fit_inner_stops_in_the_metric_it_is_given_near_sklearn(C):
     from sklearn.linear_model import LogisticRegression
     from hoag_shine.outer import fit_inner
 
     X, y = _word_counts()
     prob = LogisticProblem(X, y, X[:1], y[:1], fit_intercept=True)
     alpha = np.array([-np.log(C)])
-    res = fit_inner(prob, alpha, tol=1e-6, solver="numpy",
-                    preconditioner=prob.preconditioner_guess(alpha))
-    d = prob.inverse_hessian_guess(alpha)  # the stopping test's metric, whatever the start
+    d = prob.preconditioner_guess(alpha)
+    res = fit_inner(prob, alpha, tol=1e-6, solver="numpy", metric=d)
     g0 = prob.inner_value_grad(prob.initial_x(), alpha)[1]
     g = prob.inner_value_grad(res.x, alpha)[1]
     assert res.success
     assert np.sqrt(g @ (d * g)) <= 1e-6 * np.sqrt(g0 @ (d * g0))
+    assert np.isclose(prob.gradient_scale(alpha, d), np.sqrt(g0 @ (d * g0)))
     # the same model as scikit-learn's (penalty weight exp(alpha) = 1 / C), solved tightly
     ref = LogisticRegression(C=C, tol=1e-12, max_iter=100_000).fit(X, y)
     x_ref = np.r_[ref.coef_.ravel(), ref.intercept_]

@@ -306,11 +306,12 @@ def _verdict(stop, steps):
 
 
 def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver="scipy",
-              polish=False, pairs_memory_mb=None, single_pairs=False, preconditioner=None):
+              polish=False, pairs_memory_mb=None, single_pairs=False, metric=None):
     """Solve the inner problem at ``alpha`` to a relative gradient tolerance.
 
-    Stops when ``||grad_x h(x, alpha)||_D <= tol * problem.gradient_scale(alpha)``, in
-    the metric ``D = problem.inverse_hessian_guess(alpha)`` (see
+    Stops when ``||grad_x h(x, alpha)||_D <= tol * problem.gradient_scale(alpha, D)``,
+    in the metric ``D = problem.inverse_hessian_guess(alpha)`` (or ``metric``), which
+    is also the L-BFGS's initial inverse-Hessian diagonal (see
     :meth:`~hoag_shine.problems.BilevelProblem.gradient_scale`).
 
     Parameters
@@ -341,10 +342,10 @@ def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver=
         precision fits ``pairs_memory_mb``: the products (memory-bound on long
         vectors) read half the bytes, accurate to ~1e-6 relative, which moves the
         iterates by rounding only.
-    preconditioner : ndarray of shape (n_params,), default=None
-        The L-BFGS's initial inverse-Hessian diagonal (its first step, and its
-        estimate's initial matrix, scaled); the stopping test stays in ``D``.
-        ``None``: ``D``. The estimators' final fits pass
+    metric : ndarray of shape (n_params,), default=None
+        The diagonal ``D`` to solve and measure in: the L-BFGS's first step and
+        initial matrix (scaled), and the stopping test's metric. ``None``:
+        ``problem.inverse_hessian_guess(alpha)``. The estimators' final fits pass
         ``problem.preconditioner_guess(alpha)``.
 
     Returns
@@ -353,16 +354,15 @@ def fit_inner(problem, alpha, *, tol, x0=None, maxcor=30, max_iter=1000, solver=
     """
     alpha = problem.check_alpha(alpha)
     x = problem.initial_x() if x0 is None else np.array(x0, dtype=np.float64)
-    abs_tol = tol * problem.gradient_scale(alpha)
-    metric = problem.inverse_hessian_guess(alpha)
-    pre = metric if preconditioner is None else preconditioner
+    metric = problem.inverse_hessian_guess(alpha) if metric is None else metric
+    abs_tol = tol * problem.gradient_scale(alpha, metric)
     fun_grad = lambda v: problem.inner_value_grad(v, alpha)  # noqa: E731
     if max_iter > 0:
         plan = plan_pairs(x.size, maxcor, 1, np.inf if pairs_memory_mb is None
                           else pairs_memory_mb, single=single_pairs)
-        memory = LbfgsMemory(plan.maxcor, x.size, pre, dtype=plan.dtype)
+        memory = LbfgsMemory(plan.maxcor, x.size, metric, dtype=plan.dtype)
         inner = get_inner_solver(solver).solve(fun_grad, x, tol=abs_tol, max_iter=max_iter,
-                                               memory=memory, h0=pre, gnorm_weights=metric)
+                                               memory=memory, h0=metric, gnorm_weights=metric)
     else:  # no L-BFGS iteration: Newton steps only (polish) or an evaluation
         f, g = fun_grad(x)
         gnorm = metric_norm(g, metric)
