@@ -21,6 +21,17 @@ def _one_blas_thread():
         yield
 
 
+def make_word_counts(n_samples=600, n_features=2000, *, seed=0):
+    """Sparse binary data whose columns occur with power-law frequencies, as words do
+    (a few in half the rows, most in a handful): ``(X, y)``, ``X`` CSR."""
+    rng = np.random.default_rng(seed)
+    freq = np.minimum(0.5, 2.0 / np.arange(1, n_features + 1) ** 0.8)
+    X = sp.csr_matrix((rng.random((n_samples, n_features)) < freq)
+                      * rng.random((n_samples, n_features)))
+    m = X @ (2 * rng.normal(size=n_features)) + 0.5 * rng.normal(size=n_samples)
+    return X, (m > np.median(m)).astype(int)
+
+
 def make_classification_data(n_samples=150, n_features=12, *, seed=0, density=None,
                              noise=1.0, labels=(0, 1)):
     """Noisy linearly generated binary data (not separable), dense or sparse."""

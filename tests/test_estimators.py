@@ -16,7 +16,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from hoag_shine import ShineLogisticRegressionCV, ShineRidgeCV
-from conftest import central_difference, make_classification_data, ref_logistic_outer, ref_ridge
+from conftest import (central_difference, make_classification_data, make_word_counts,
+                      ref_logistic_outer, ref_ridge)
 
 
 @parametrize_with_checks([ShineLogisticRegressionCV(hypergradient="shine"),
@@ -402,11 +403,7 @@ def test_the_final_fit_on_sparse_data_is_preconditioned_apart_from_the_search(
     the coarse and Jacobi guesses), and its answer is scikit-learn's at the same ``C``."""
     from hoag_shine.outer import tune as tune_module
 
-    rng = np.random.default_rng(0)
-    freq = np.minimum(0.5, 2.0 / np.arange(1, 801) ** 0.8)  # word-like column frequencies
-    X = sp.csr_matrix((rng.random((300, 800)) < freq) * rng.random((300, 800)))
-    m = X @ (2 * rng.normal(size=800))
-    y = (m > np.median(m)).astype(int)
+    X, y = make_word_counts(300, 800)
     seen = []
     real = tune_module.fit_inner
 

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from hoag_shine import LogisticProblem, RidgeProblem
-from conftest import make_classification_data, split
+from conftest import make_classification_data, make_word_counts, split
 
 
 def _fd_grad(f, x, h=1e-6):
@@ -237,17 +237,8 @@ def test_an_unpickled_problem_realigns_arrays_that_arrive_at_any_byte():
                                       back.inner_value_grad(x, alpha)[1])
 
 
-def _word_counts(n=600, p=2000, seed=0):
-    """Sparse data whose columns occur with power-law frequencies (as words do)."""
-    rng = np.random.default_rng(seed)
-    freq = np.minimum(0.5, 2.0 / np.arange(1, p + 1) ** 0.8)
-    X = sp.csr_matrix((rng.random((n, p)) < freq) * rng.random((n, p)))
-    m = X @ (2 * rng.normal(size=p)) + 0.5 * rng.normal(size=n)
-    return X, (m > np.median(m)).astype(int)
-
-
 def test_preconditioner_guess_is_the_mean_of_the_coarse_and_jacobi_guesses_on_sparse_data():
-    X, y = _word_counts()
+    X, y = make_word_counts()
     alpha = np.array([-np.log(10.0)])
     sparse = LogisticProblem(X, y, X[:1], y[:1], fit_intercept=True)
     d = sparse.preconditioner_guess(alpha)
@@ -265,7 +256,7 @@ def test_fit_inner_stops_in_the_metric_it_is_given_near_sklearn(C):
     from sklearn.linear_model import LogisticRegression
     from hoag_shine.outer import fit_inner
 
-    X, y = _word_counts()
+    X, y = make_word_counts()
     prob = LogisticProblem(X, y, X[:1], y[:1], fit_intercept=True)
     alpha = np.array([-np.log(C)])
     d = prob.preconditioner_guess(alpha)

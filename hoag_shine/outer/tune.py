@@ -170,7 +170,8 @@ def final_fit(problem, x0, alpha, options, final_tol) -> np.ndarray:
                         single_pairs=single_precision(options.pairs_precision,
                                                       problem.n_params))
     if _small(problem):
-        res = fit_inner(problem, alpha, tol=1e-14, x0=res.x, max_iter=0, polish=True)
+        res = fit_inner(problem, alpha, tol=1e-14, x0=res.x, max_iter=0, polish=True,
+                        metric=metric)
     tol = final_tol * problem.gradient_scale(alpha, metric)
     stalled = str(res.message).startswith("stalled")
     if not res.success and (stalled or res.grad_norm > 1e3 * tol):

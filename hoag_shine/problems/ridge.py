@@ -62,8 +62,8 @@ class RidgeProblem(LinearModelProblem):
         return self.jacobi_guess(alpha)
 
     def preconditioner_guess(self, alpha) -> np.ndarray:
-        """Jacobi, as :meth:`inverse_hessian_guess`, on sparse data too."""
-        return self.jacobi_guess(alpha)
+        """:meth:`inverse_hessian_guess` (Jacobi), on sparse data too."""
+        return self.inverse_hessian_guess(alpha)
 
     def initial_x(self) -> np.ndarray:
         """Zero weights, and the intercept (if any) at the training targets' mean.
