@@ -172,9 +172,12 @@ def final_fit(problem, x0, alpha, options, final_tol) -> np.ndarray:
     if _small(problem):
         res = fit_inner(problem, alpha, tol=1e-14, x0=res.x, max_iter=0, polish=True,
                         metric=metric)
+    if res.success:
+        return res.x
+    # (the tolerance again, for the message only: one gradient at the start point)
     tol = final_tol * problem.gradient_scale(alpha, metric)
     stalled = str(res.message).startswith("stalled")
-    if not res.success and (stalled or res.grad_norm > 1e3 * tol):
+    if stalled or res.grad_norm > 1e3 * tol:
         knob = ("final_tol: it is below what floating point reaches here" if stalled
                 else "max_inner_iter or final_tol")
         warnings.warn(
