@@ -1,6 +1,7 @@
 """Folds on worker processes and dask workers: same answers as in this process, faults
 survived."""
 
+import contextlib
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -72,6 +73,36 @@ def test_estimator_n_jobs_gives_the_same_C(always_processes):
     assert two.C_ == one.C_
     np.testing.assert_array_equal(two.coef_, one.coef_)
     np.testing.assert_array_equal(two.scores_, one.scores_)
+
+
+@pytest.mark.parametrize("n_jobs, backend, runner, n_workers", [
+    (3, None, "ProcessRunner", 3),
+    (10, None, "ProcessRunner", 4),  # (no more workers than folds)
+    (2, "loky", "ProcessRunner", 2),
+    (2, "multiprocessing", "ProcessRunner", 2),
+    (2, "threading", "LocalRunner", 0),
+    (2, "sequential", "LocalRunner", 0),
+])
+def test_backends_and_worker_counts_give_the_serial_answer(always_processes, monkeypatch,
+                                                           n_jobs, backend, runner, n_workers):
+    made = []
+    make = workers.make_runner
+
+    def spy(specs, options):
+        made.append(make(specs, options))
+        return made[-1]
+
+    monkeypatch.setattr("hoag_shine.outer.folds.make_runner", spy)
+    X, y = make_sparse_classification(500, 200, density=0.05, random_state=1)
+    one = ShineLogisticRegressionCV(cv=4).fit(X, y)
+    est = ShineLogisticRegressionCV(cv=4, n_jobs=n_jobs)
+    made.clear()
+    with (joblib.parallel_config(backend=backend) if backend else contextlib.nullcontext()):
+        est.fit(X, y)
+    assert [type(r).__name__ for r in made] == [runner]
+    assert len(getattr(made[0], "hosts", [])) == n_workers
+    assert est.C_ == one.C_
+    np.testing.assert_array_equal(est.coef_, one.coef_)
 
 
 def test_per_class_stage_on_processes(always_processes):

@@ -220,7 +220,7 @@ default="exponential"
         folds' work pays for them (stored training entries times classes,
         summed, at least 5e6: ``benchmarks/n_jobs.py``). With
         ``joblib.parallel_config(backend="dask")`` the folds go to the dask
-        cluster's workers; with ``backend="threading"`` to threads.
+        cluster's workers; ``"threading"``: threads; ``"loky"``, ``"multiprocessing"``: processes.
     """
 
     hypergradient: Any = "shine"

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 
 import cloudpickle
 from joblib import Parallel, delayed, effective_n_jobs
-from joblib.parallel import LokyBackend, get_active_backend
+from joblib.parallel import LokyBackend, MultiprocessingBackend, get_active_backend
 from threadpoolctl import threadpool_limits
 
 from .fold import Fold
@@ -511,13 +511,16 @@ def make_runner(specs, options):
     """The runner of the folds ``specs`` that ``options.n_jobs`` and the active joblib
     backend ask for: a dask cluster (``joblib.parallel_config(backend="dask")``);
     threads (``backend="threading"``); worker processes (``n_jobs`` > 1 with
-    joblib's default backend, when :func:`processes_pay`); else this process."""
+    joblib's default backend, ``"loky"``, or ``"multiprocessing"``, when
+    :func:`processes_pay`: the workers are this module's, started as
+    :class:`ProcessRunner` says, whichever of the two is chosen); else this process."""
     backend, config_jobs = get_active_backend()
     if len(specs) > 1 and _dask_client(backend) is not None:
         return DaskRunner(specs, _dask_client(backend))
     n_jobs = effective_n_jobs(options.n_jobs) if len(specs) > 1 else 1
     if n_jobs > 1 and type(backend).__name__ == "ThreadingBackend":
         return LocalRunner(specs, Parallel(n_jobs=min(n_jobs, len(specs))))
-    if n_jobs > 1 and isinstance(backend, LokyBackend) and processes_pay([s[0] for s in specs]):
+    if (n_jobs > 1 and isinstance(backend, (LokyBackend, MultiprocessingBackend))
+            and processes_pay([s[0] for s in specs])):
         return ProcessRunner(specs, min(n_jobs, len(specs)))
     return LocalRunner(specs)
