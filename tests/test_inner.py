@@ -468,3 +468,58 @@ def test_unpickled_pairs_are_aligned_and_give_the_same_product():
                for i in back.store.slots)
     v = rng.standard_normal(n)
     np.testing.assert_array_equal(mem.inv_hvp(v), back.inv_hvp(v))
+
+
+def _quadratic(n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    B = rng.standard_normal((n, n))
+    A = B @ B.T / n + np.diag(np.logspace(0, 3, n))
+    b = rng.standard_normal(n)
+    return A, b, lambda x: (0.5 * x @ A @ x - b @ x, A @ x - b)
+
+
+@pytest.mark.parametrize("scale, newton", [(1e3, True), (1e-3, False)])
+def test_first_step_of_an_empty_memory_is_the_newton_step_along_the_guess(scale, newton):
+    """A diagonal guess ``scale`` times the inverse Hessian's diagonal: too long, the
+    first trial is shortened to the exact minimum along ``d = -h0 g`` (closed form on
+    a quadratic) and accepted at once; too short, the guessed step is tried first."""
+    from hoag_shine.inner.solvers import minimize_lbfgs_numpy
+
+    A, b, f = _quadratic()
+    h0 = scale / np.diag(A)
+    x0 = np.ones(len(b))
+    g0 = A @ x0 - b
+    d = -h0 * g0
+    t_exact = -(g0 @ d) / (d @ A @ d)
+    points, first = [], []
+
+    def recorded(x):
+        points.append(x.copy())
+        return f(x)
+
+    def stop_after_one(x):
+        first.append((x.copy(), len(points)))
+        raise StopIteration
+
+    minimize_lbfgs_numpy(recorded, x0, tol=1e-12, h0=h0, callback=stop_after_one)
+    # the start, the probe (a small fraction of the guessed step), the first trial
+    np.testing.assert_array_equal(points[0], x0)
+    np.testing.assert_allclose(points[1], x0 + 1e-3 * d, rtol=1e-12)
+    trial = x0 + (t_exact if newton else 1.0) * d
+    np.testing.assert_allclose(points[2], trial, rtol=1e-7, atol=1e-10)
+    if newton:  # accepted at once, far below where halving the guess would stop
+        x1, n_calls = first[0]
+        assert n_calls == 3
+        np.testing.assert_allclose(x1, trial, rtol=1e-7, atol=1e-10)
+        assert f(x1)[0] < min(f(x0 + 0.5 ** k * d)[0] for k in range(1, 8))
+
+
+def test_first_step_keeps_the_guess_without_positive_curvature():
+    from hoag_shine.inner.solvers import _first_step
+
+    f = lambda x: (-0.5 * x @ x, -x)  # noqa: E731  (concave: no Newton step)
+    x = np.ones(3)
+    g = f(x)[1]
+    assert _first_step(f, x, -g, g, 0.7) == 0.7
+    flat = lambda v: (0.0, np.zeros_like(v))  # noqa: E731  (no curvature at all)
+    assert _first_step(flat, x, np.ones(3), np.zeros(3), 0.5) == 0.5
