@@ -5,6 +5,7 @@ from scipy.optimize import LbfgsInvHessProduct, minimize
 from sklearn.exceptions import ConvergenceWarning
 
 from hoag_shine import LbfgsMemory, LogisticProblem, minimize_lbfgs
+from hoag_shine.inner.solvers import _first_step, minimize_lbfgs_numpy
 from conftest import make_classification_data, ref_logistic_solution, split
 
 
@@ -483,8 +484,6 @@ def test_first_step_of_an_empty_memory_is_the_newton_step_along_the_guess(scale,
     """A diagonal guess ``scale`` times the inverse Hessian's diagonal: too long, the
     first trial is shortened to the exact minimum along ``d = -h0 g`` (closed form on
     a quadratic) and accepted at once; too short, the guessed step is tried first."""
-    from hoag_shine.inner.solvers import minimize_lbfgs_numpy
-
     A, b, f = _quadratic()
     h0 = scale / np.diag(A)
     x0 = np.ones(len(b))
@@ -515,8 +514,6 @@ def test_first_step_of_an_empty_memory_is_the_newton_step_along_the_guess(scale,
 
 
 def test_first_step_keeps_the_guess_without_positive_curvature():
-    from hoag_shine.inner.solvers import _first_step
-
     f = lambda x: (-0.5 * x @ x, -x)  # noqa: E731  (concave: no Newton step)
     x = np.ones(3)
     g = f(x)[1]
